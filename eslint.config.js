@@ -1,0 +1,35 @@
+// Type-aware lint: typescript-eslint plus the RxJS rules that catch nested subscribes,
+// unsafe takeUntil and unbounded replays (see ../STYLE notes in docs/architecture.md).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import rxjsX from 'eslint-plugin-rxjs-x';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'scripts/**', 'eslint.config.js'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    plugins: { 'rxjs-x': rxjsX },
+    rules: {
+      ...rxjsX.configs.recommended.rules,
+      'rxjs-x/no-unsafe-takeuntil': 'error',
+      'rxjs-x/no-ignored-replay-buffer': 'error',
+      'rxjs-x/no-sharereplay': ['error', { allowConfig: true }],
+      'rxjs-x/no-nested-subscribe': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowNullish: true }],
+    },
+  },
+  {
+    // Tests drive the real edges, so they may subscribe, and they use node:test's describe/it promises freely.
+    files: ['spec/**/*.ts', 'marbles/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
+  },
+);

@@ -1,0 +1,282 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import bytes from 'bytes';
+import ms from 'ms';
+import { GatewayError } from './errors.js';
+
+/** A listener address; `null` when the listener is `off`. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type AuthMode = 'none' | 'upstream' | 'jwt';
+
+/** Every option of `gate serve` (CONTRACT §1), parsed and validated. Durations in ms, sizes in bytes. */
+export interface GateConfig {
+  readonly tcp: HostPort | null;
+  readonly ws: HostPort | null;
+  readonly api: HostPort;
+  readonly upstream: string | null;
+  readonly auth: AuthMode;
+  readonly jwtSecret: string | null;
+  readonly apiKey: string | null;
+  readonly gateId: string;
+  readonly heartbeatMs: number;
+  readonly idleTimeoutMs: number;
+  readonly helloTimeoutMs: number;
+  readonly maxFrame: number;
+  readonly workers: number;
+  readonly playerConcurrency: number;
+  readonly queueMax: number;
+  readonly upstreamTimeoutMs: number;
+  readonly upstreamRetries: number;
+  readonly bufferMax: number;
+  readonly outboundMax: number;
+  readonly requestWindow: number;
+  readonly maxConnections: number;
+  readonly tlsCert: string | null;
+  readonly tlsKey: string | null;
+  readonly redis: string | null;
+  readonly logLevel: string;
+  /** Grace for in-flight upstream calls on shutdown (§5: 10 s). */
+  readonly shutdownGraceMs: number;
+  /** Backend event batching: most events per POST /events, and most queued before the oldest are dropped. */
+  readonly eventsBatchMax: number;
+  readonly eventsQueueMax: number;
+  /** PUT /gates/{id} period (§3: 10 s). */
+  readonly registerEveryMs: number;
+}
+
+type Kind = 'hostport' | 'hostport-off' | 'url' | 'auth' | 'string' | 'duration' | 'size' | 'int' | 'file' | 'level';
+
+export interface OptionSpec {
+  /** The flag name without dashes (`upstream-timeout`). */
+  readonly flag: string;
+  readonly kind: Kind;
+  /** Default as the user would type it; undefined = none. */
+  readonly def?: string;
+  readonly help: string;
+  /** Lower bound for ints/durations/sizes. */
+  readonly min?: number;
+}
+
+/** The option table: one source for the CLI parser, the environment, the config file and `--help`. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { flag: 'tcp', kind: 'hostport-off', def: '0.0.0.0:7000', help: 'raw TCP listener host:port; "off" disables it' },
+  { flag: 'ws', kind: 'hostport-off', def: '0.0.0.0:7001', help: 'WebSocket listener host:port (path /); "off" disables it' },
+  { flag: 'api', kind: 'hostport', def: '127.0.0.1:7002', help: 'HTTP push/admin API, /metrics, /healthz, /readyz' },
+  { flag: 'upstream', kind: 'url', help: 'backend base URL; without it an embedded demo backend serves' },
+  { flag: 'auth', kind: 'auth', help: 'none|upstream|jwt (default: upstream with --upstream, else none)' },
+  { flag: 'jwt-secret', kind: 'string', help: 'HS256 secret for --auth jwt' },
+  { flag: 'api-key', kind: 'string', help: 'bearer key for /v1/*; required when --api is not loopback' },
+  { flag: 'gate-id', kind: 'string', help: "this gate's name (default: hostname-pid)" },
+  { flag: 'heartbeat', kind: 'duration', def: '15s', min: 10, help: 'ping interval told to clients; silent for 3x this = dead' },
+  { flag: 'idle-timeout', kind: 'duration', def: '30m', min: 1, help: 'a session with no REQUEST for this long is ended' },
+  { flag: 'hello-timeout', kind: 'duration', def: '10s', min: 1, help: 'a connection that sends no HELLO within this is closed' },
+  { flag: 'max-frame', kind: 'size', def: '256kb', min: 64, help: 'largest frame body accepted or sent' },
+  { flag: 'workers', kind: 'int', def: '256', min: 1, help: 'upstream requests in flight across all players' },
+  { flag: 'player-concurrency', kind: 'int', def: '1', min: 1, help: 'upstream requests in flight for one player (1 keeps order)' },
+  { flag: 'queue-max', kind: 'int', def: '10000', min: 0, help: 'requests waiting for a worker; past it: ERROR OVERLOADED' },
+  { flag: 'upstream-timeout', kind: 'duration', def: '10s', min: 1, help: 'one upstream attempt' },
+  { flag: 'upstream-retries', kind: 'int', def: '2', min: 0, help: 'extra attempts after connection errors, 502, 503, 504' },
+  { flag: 'buffer-max', kind: 'int', def: '1000', min: 1, help: 'pushes kept per session for replay' },
+  { flag: 'outbound-max', kind: 'size', def: '4mb', min: 1024, help: 'bytes queued to one connection before it is dropped' },
+  { flag: 'request-window', kind: 'int', def: '128', min: 1, help: 'request results kept per session for duplicates' },
+  { flag: 'max-connections', kind: 'int', def: '100000', min: 1, help: 'connections beyond this are refused at accept' },
+  { flag: 'tls-cert', kind: 'file', help: 'PEM certificate: serve TCP as TLS and WS as wss' },
+  { flag: 'tls-key', kind: 'file', help: 'PEM private key for --tls-cert' },
+  { flag: 'redis', kind: 'url', help: 'Redis URL for cluster mode' },
+  { flag: 'log-level', kind: 'level', def: 'info', help: 'pino level: fatal|error|warn|info|debug|trace|silent' },
+];
+
+export const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+export const envName = (flag: string): string => 'GATE_' + flag.toUpperCase().replace(/-/g, '_');
+
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+const MAX_TIMER_MS = 2_147_483_647; // setTimeout's ceiling
+
+const bad = (flag: string, what: string): GatewayError =>
+  new GatewayError('GW_ERR_CONFIG', `--${flag}: ${what}`, { option: flag });
+
+/** `250ms`, `15s`, `30m`, `2h` or plain milliseconds. */
+export function parseDuration(flag: string, raw: string, min = 0): number {
+  const s = raw.trim();
+  const v = /^\d+$/.test(s) ? Number(s) : /^\d+(\.\d+)?\s*(ms|s|m|h|d)$/i.test(s) ? ms(s as ms.StringValue) : NaN;
+  if (!Number.isFinite(v)) return fail(bad(flag, `"${raw}" is not a duration (use 250ms, 15s, 30m, 2h or milliseconds)`));
+  if (v < min) return fail(bad(flag, `"${raw}" is below the minimum of ${min}ms`));
+  if (v > MAX_TIMER_MS) return fail(bad(flag, `"${raw}" is above the maximum of ${ms(MAX_TIMER_MS)}`));
+  return Math.round(v);
+}
+
+/** `64kb`, `4mb` or plain bytes. */
+export function parseSize(flag: string, raw: string, min = 0): number {
+  const s = raw.trim();
+  const v = /^\d+$/.test(s) ? Number(s) : /^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i.test(s) ? bytes.parse(s) : NaN;
+  if (v === null || !Number.isFinite(v)) return fail(bad(flag, `"${raw}" is not a size (use 64kb, 4mb or bytes)`));
+  if (v < min) return fail(bad(flag, `"${raw}" is below the minimum of ${min} bytes`));
+  if (v > 0xffff_fff0) return fail(bad(flag, `"${raw}" is above the 4 GiB frame limit`));
+  return Math.floor(v);
+}
+
+export function parseInt10(flag: string, raw: string, min = 0): number {
+  const s = raw.trim();
+  if (!/^\d+$/.test(s)) return fail(bad(flag, `"${raw}" is not a whole number`));
+  const v = Number(s);
+  if (!Number.isSafeInteger(v)) return fail(bad(flag, `"${raw}" is too large`));
+  if (v < min) return fail(bad(flag, `"${raw}" is below the minimum of ${min}`));
+  return v;
+}
+
+export function parseHostPort(flag: string, raw: string): HostPort {
+  const s = raw.trim();
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) return fail(bad(flag, `"${raw}" is not host:port`));
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function fail(e: GatewayError): never {
+  throw e;
+}
+
+export const isLoopback = (host: string): boolean =>
+  host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+/** Raw option values as strings, keyed by flag name, from the highest-priority source that set each. */
+export type RawOptions = Partial<Record<string, string>>;
+
+/** Reads `--config` JSON: camelCase keys, string/number/boolean values. Unknown keys are an error. */
+export function readConfigFile(path: string): RawOptions {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    return fail(bad('config', `cannot read "${path}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`));
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    return fail(bad('config', `"${path}" is not valid JSON: ${(e as Error).message}`));
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    return fail(bad('config', `"${path}" must hold a JSON object`));
+  const byCamel = new Map(OPTIONS.map((o) => [camel(o.flag), o.flag]));
+  const out: RawOptions = {};
+  for (const [k, v] of Object.entries(json)) {
+    const flag = byCamel.get(k);
+    if (!flag) return fail(bad('config', `unknown key "${k}" in "${path}"`));
+    if (v === null) continue;
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+      return fail(bad(flag, `value of "${k}" in "${path}" must be a string or number`));
+    out[flag] = String(v);
+  }
+  return out;
+}
+
+/** The environment's `GATE_*` values. */
+export function readEnv(env: NodeJS.ProcessEnv): RawOptions {
+  const out: RawOptions = {};
+  for (const o of OPTIONS) {
+    const v = env[envName(o.flag)];
+    if (v !== undefined && v !== '') out[o.flag] = v;
+  }
+  return out;
+}
+
+/**
+ * Merges flags over environment over file over defaults, then validates every value.
+ * Throws GatewayError(GW_ERR_CONFIG) whose message is one line naming the option.
+ */
+export function buildConfig(flags: RawOptions, env: RawOptions, file: RawOptions, pid = process.pid): GateConfig {
+  const raw: RawOptions = {};
+  for (const o of OPTIONS) raw[o.flag] = flags[o.flag] ?? env[o.flag] ?? file[o.flag] ?? o.def;
+  const str = (f: string): string | null => (raw[f] === undefined || raw[f] === '' ? null : raw[f]!);
+  const spec = (f: string): OptionSpec => OPTIONS.find((o) => o.flag === f)!;
+  const dur = (f: string): number => parseDuration(f, raw[f]!, spec(f).min);
+  const size = (f: string): number => parseSize(f, raw[f]!, spec(f).min);
+  const int = (f: string): number => parseInt10(f, raw[f]!, spec(f).min);
+  const hp = (f: string): HostPort | null => (raw[f]!.trim() === 'off' ? null : parseHostPort(f, raw[f]!));
+
+  const upstream = str('upstream');
+  if (upstream !== null) {
+    let u: URL;
+    try {
+      u = new URL(upstream);
+    } catch {
+      return fail(bad('upstream', `"${upstream}" is not a URL`));
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') fail(bad('upstream', `"${upstream}" must be http:// or https://`));
+  }
+  const redis = str('redis');
+  if (redis !== null && !/^rediss?:\/\/[^\s]+$/.test(redis)) fail(bad('redis', `"${redis}" is not a redis:// URL`));
+
+  const authRaw = str('auth');
+  if (authRaw !== null && !['none', 'upstream', 'jwt'].includes(authRaw))
+    fail(bad('auth', `"${authRaw}" is not one of none, upstream, jwt`));
+  const auth = (authRaw ?? (upstream ? 'upstream' : 'none')) as AuthMode;
+  if (auth === 'upstream' && !upstream) fail(bad('auth', '"upstream" needs --upstream'));
+  const jwtSecret = str('jwt-secret');
+  if (auth === 'jwt' && !jwtSecret) fail(bad('jwt-secret', 'required with --auth jwt'));
+
+  const level = raw['log-level']!.trim();
+  if (!LEVELS.has(level)) fail(bad('log-level', `"${level}" is not one of ${[...LEVELS].join(', ')}`));
+
+  const tcp = hp('tcp');
+  const ws = hp('ws');
+  const api = hp('api');
+  if (!api) return fail(bad('api', 'cannot be off'));
+  const apiKey = str('api-key');
+  if (!isLoopback(api.host) && !apiKey) fail(bad('api-key', `required because --api ${api.host} is not a loopback address`));
+
+  const tlsCert = str('tls-cert');
+  const tlsKey = str('tls-key');
+  if ((tlsCert === null) !== (tlsKey === null)) fail(bad(tlsCert ? 'tls-key' : 'tls-cert', 'both --tls-cert and --tls-key are needed'));
+  for (const [f, p] of [['tls-cert', tlsCert], ['tls-key', tlsKey]] as const) {
+    if (p === null) continue;
+    try {
+      readFileSync(p);
+    } catch (e) {
+      fail(bad(f, `cannot read "${p}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`));
+    }
+  }
+
+  return {
+    tcp,
+    ws,
+    api,
+    upstream: upstream ? upstream.replace(/\/+$/, '') : null,
+    auth,
+    jwtSecret,
+    apiKey,
+    gateId: str('gate-id') ?? `${hostname()}-${pid}`,
+    heartbeatMs: dur('heartbeat'),
+    idleTimeoutMs: dur('idle-timeout'),
+    helloTimeoutMs: dur('hello-timeout'),
+    maxFrame: size('max-frame'),
+    workers: int('workers'),
+    playerConcurrency: int('player-concurrency'),
+    queueMax: int('queue-max'),
+    upstreamTimeoutMs: dur('upstream-timeout'),
+    upstreamRetries: int('upstream-retries'),
+    bufferMax: int('buffer-max'),
+    outboundMax: size('outbound-max'),
+    requestWindow: int('request-window'),
+    maxConnections: int('max-connections'),
+    tlsCert,
+    tlsKey,
+    redis,
+    logLevel: level,
+    shutdownGraceMs: 10_000,
+    eventsBatchMax: 100,
+    eventsQueueMax: 10_000,
+    registerEveryMs: 10_000,
+  };
+}
+
+/** Defaults for tests and embedding: every listener on 127.0.0.1 port 0. */
+export function testConfig(over: Partial<GateConfig> = {}): GateConfig {
+  const base = buildConfig({ tcp: '127.0.0.1:0', ws: '127.0.0.1:0', api: '127.0.0.1:0', 'gate-id': 'test-gate', 'log-level': 'silent' }, {}, {});
+  return { ...base, ...over };
+}
