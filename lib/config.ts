@@ -96,8 +96,9 @@ export const envName = (flag: string): string => 'GATE_' + flag.toUpperCase().re
 const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const MAX_TIMER_MS = 2_147_483_647; // setTimeout's ceiling
 
+// The message must stay one line (CONTRACT §1) even when a bad value holds a line break.
 const bad = (flag: string, what: string): GatewayError =>
-  new GatewayError('GW_ERR_CONFIG', `--${flag}: ${what}`, { option: flag });
+  new GatewayError('GW_ERR_CONFIG', `--${flag}: ${what.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}`, { option: flag });
 
 /** `250ms`, `15s`, `30m`, `2h` or plain milliseconds. */
 export function parseDuration(flag: string, raw: string, min = 0): number {
@@ -192,7 +193,7 @@ export function readEnv(env: NodeJS.ProcessEnv): RawOptions {
 export function buildConfig(flags: RawOptions, env: RawOptions, file: RawOptions, pid = process.pid): GateConfig {
   const raw: RawOptions = {};
   for (const o of OPTIONS) raw[o.flag] = flags[o.flag] ?? env[o.flag] ?? file[o.flag] ?? o.def;
-  const str = (f: string): string | null => (raw[f] === undefined || raw[f] === '' ? null : raw[f]!);
+  const str = (f: string): string | null => (raw[f] === undefined || raw[f] === '' ? null : raw[f]);
   const spec = (f: string): OptionSpec => OPTIONS.find((o) => o.flag === f)!;
   const dur = (f: string): number => parseDuration(f, raw[f]!, spec(f).min);
   const size = (f: string): number => parseSize(f, raw[f]!, spec(f).min);

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { OPTIONS, buildConfig, readConfigFile, readEnv, type RawOptions } from '../lib/config.js';
+import { isGatewayError } from '../lib/errors.js';
+import { serve } from '../lib/serve.js';
+
+const USAGE = `usage:
+  gate serve [options]          run a gate (gate serve --help lists the options)
+  gate client [options]         interactive client for trying a gate by hand
+  gate bench [options]          load generator with a live progress line and a summary table
+  gate demo-backend [--port N]  run the example game backend on its own`;
+
+/** One line on stderr and the exit status: the CLI never shows a stack trace. */
+function die(status: number, line: string): never {
+  process.stderr.write(`${line.replace(/\s*\n\s*/g, ' ').trim()}\n`);
+  process.exit(status);
+}
+
+function parseServeFlags(argv: string[]): { flags: RawOptions; configPath: string | null } {
+  const cmd = new Command('gate serve')
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) })
+    .allowExcessArguments(false)
+    .helpOption('-h, --help', 'show the options');
+  for (const o of OPTIONS) cmd.addOption(new Option(`--${o.flag} <value>`, `${o.help}${o.def ? ` (default ${o.def})` : ''} [env GATE_${o.flag.toUpperCase().replace(/-/g, '_')}]`));
+  cmd.addOption(new Option('--config <file>', 'JSON file of options, keys in camelCase'));
+  try {
+    cmd.parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) process.exit(0);
+      die(2, `gate serve: ${e.message.replace(/^error: /, '')}`);
+    }
+    throw e;
+  }
+  const opts = cmd.opts<Record<string, string | undefined>>();
+  const flags: RawOptions = {};
+  for (const o of OPTIONS) {
+    const key = o.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    if (opts[key] !== undefined) flags[o.flag] = opts[key];
+  }
+  return { flags, configPath: opts.config ?? process.env.GATE_CONFIG ?? null };
+}
+
+async function serveCommand(argv: string[]): Promise<void> {
+  const { flags, configPath } = parseServeFlags(argv);
+  let cfg;
+  try {
+    cfg = buildConfig(flags, readEnv(process.env), configPath ? readConfigFile(configPath) : {});
+  } catch (e) {
+    if (isGatewayError(e)) die(2, `gate serve: ${e.message}`);
+    throw e;
+  }
+  let running;
+  try {
+    running = await serve(cfg);
+  } catch (e) {
+    if (isGatewayError(e, 'GW_ERR_LISTEN')) die(1, `gate serve: ${e.message}`);
+    die(1, `gate serve: failed to start: ${(e as Error).message}`);
+  }
+  let signals = 0;
+  const stop = (sig: string): void => {
+    if (++signals > 1) die(1, `gate serve: second ${sig} during shutdown; exiting now`);
+    running.shutdown().then(
+      () => process.exit(0),
+      (e: unknown) => die(1, `gate serve: shutdown failed: ${(e as Error).message}`),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  switch (command) {
+    case 'serve':
+      return serveCommand(rest);
+    case 'client':
+      // Each command loads only what it needs, so `gate serve` starts fast.
+      process.exitCode = await (await import('../lib/cli/client.js')).runClientCommand(rest);
+      return;
+    case 'bench':
+      process.exitCode = await (await import('../lib/cli/bench.js')).runBenchCommand(rest);
+      return;
+    case 'demo-backend':
+      return (await import('../lib/demo/demoBackend.js')).runDemoBackendCommand(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      if (command === undefined) process.exitCode = 2;
+      return;
+    default:
+      die(2, `gate: unknown command "${command}" (serve, client, bench, demo-backend)`);
+  }
+}
+
+process.on('unhandledRejection', (e) => die(1, `gate: internal error: ${(e as Error)?.message ?? String(e)}`));
+main().catch((e: unknown) => die(1, `gate: ${(e as Error)?.message ?? String(e)}`));

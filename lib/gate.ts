@@ -1,0 +1,595 @@
+import type { Logger } from 'pino';
+import {
+  EMPTY,
+  NEVER,
+  Subject,
+  Subscription,
+  catchError,
+  connect,
+  exhaustMap,
+  filter,
+  finalize,
+  firstValueFrom,
+  from,
+  ignoreElements,
+  map,
+  merge,
+  mergeMap,
+  of,
+  take,
+  takeUntil,
+  timer,
+  type Observable,
+} from 'rxjs';
+import { authenticator, type Authenticator } from './auth.js';
+import type { GateConfig } from './config.js';
+import type { Connection } from './connection.js';
+import { GatewayError, isGatewayError } from './errors.js';
+import { FrameType, frame, type Frame } from './frame.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { helloTimeout } from './ops/helloTimeout.js';
+import { idleTimeout } from './ops/idleTimeout.js';
+import { requestPool } from './ops/requestPool.js';
+import { workerPool, type WorkerPool } from './ops/workerPool.js';
+import { Session } from './session.js';
+import { MemorySessionStore, type SessionStore } from './sessionStore.js';
+import { gotBackendClient, type BackendClient, type BackendEvent } from './streams/backend.js';
+import { EventQueue } from './streams/events.js';
+import { tcpConnection$, wsConnection$, type Admission } from './streams/listeners.js';
+import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
+import { upstreamCall$, type RpcOutcome } from './streams/upstream.js';
+import { errorFrame, inboundBody, jsonFrame, outboundFrame, parseHello, type Hello } from './wire.js';
+
+/** One client REQUEST on its way upstream. */
+export interface RequestJob {
+  readonly session: Session;
+  readonly route: number;
+  readonly seq: number;
+  /** Owned copy (the frame's view would pin the receive chunk past this tick). */
+  readonly body: Buffer;
+  readonly traceparent: string | undefined;
+}
+
+interface Answer {
+  readonly job: RequestJob;
+  readonly outcome: RpcOutcome;
+}
+
+/** Per-connection state: where it is in the login dance, and its session once logged in. */
+interface ConnState {
+  phase: 'hello' | 'authing' | 'online';
+  session: Session | null;
+  hello: Hello | null;
+}
+
+export interface PushResult {
+  seq: number;
+  status: 'sent' | 'buffered';
+}
+
+export interface PlayerInfo {
+  playerId: string;
+  sessionId: string;
+  state: 'online' | 'detached';
+  pushSeq: number;
+  buffered: number;
+  gateId: string;
+}
+
+export interface GateDeps {
+  logger: Logger;
+  /** Defaults to undici over cfg.upstream. */
+  rpc?: RpcClient;
+  /** Defaults to got over cfg.upstream; null = no backend calls (no /events, /gates). */
+  backend?: BackendClient | null;
+  /** Jitter source for backoff; injected for deterministic tests. */
+  random?: () => number;
+}
+
+/** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
+const RPC_BACKOFF = { baseBackoffMs: 50, maxBackoffMs: 1_000 };
+/** How long an idle player's request group lingers before groupBy releases it. */
+const GROUP_LINGER_MS = 5_000;
+/** A HELLO's compress flag applies above this body size (§2.2). */
+
+/**
+ * The single-node gate: wires the listener streams, the per-connection frame pipelines and
+ * the request pool together, holds the sessions, and serves the push API's calls. This is
+ * the edge where the pipelines are subscribed (see docs/architecture.md).
+ */
+export class Gate {
+  readonly metrics: Metrics;
+  readonly store: SessionStore = new MemorySessionStore();
+  readonly pool: WorkerPool;
+  readonly events: EventQueue | null;
+  readonly addresses: { tcp: string | null; ws: string | null; api: string | null } = { tcp: null, ws: null, api: null };
+  readonly startedAt = Date.now();
+  /** False while starting and from the start of shutdown (`/readyz`). */
+  ready = false;
+  private draining = false;
+  private readonly log: Logger;
+  private readonly rpc: RpcClient | null;
+  private readonly backend: BackendClient | null;
+  private readonly auth: Authenticator;
+  private readonly admission: Admission;
+  private readonly subs = new Subscription();
+  /** Fires once to close the listeners (shutdown step 2). */
+  private readonly stopAccepting = new Subject<void>();
+  /** Admitted requests not yet answered (the request pool's depth). */
+  private depth = 0;
+  private readonly depthChanged = new Subject<number>();
+  private readonly idleSubs = new WeakMap<Session, Subscription>();
+  private nextConnId = 1;
+  private readonly random: () => number;
+
+  constructor(
+    readonly cfg: GateConfig,
+    deps: GateDeps,
+  ) {
+    this.log = deps.logger.child({ gateId: cfg.gateId });
+    this.metrics = createMetrics(cfg.gateId);
+    this.pool = workerPool({ concurrency: cfg.workers });
+    this.random = deps.random ?? Math.random;
+    this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
+    this.backend =
+      deps.backend !== undefined
+        ? deps.backend
+        : cfg.upstream
+          ? gotBackendClient({ baseUrl: cfg.upstream, gateId: cfg.gateId, timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries })
+          : null;
+    this.auth = authenticator(cfg.auth, { backend: this.backend, jwtSecret: cfg.jwtSecret, gateId: cfg.gateId });
+    this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
+    const backend = this.backend;
+    this.events = backend
+      ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, baseBackoffMs: 200, maxBackoffMs: 5_000 }, (err, attempt) =>
+          this.log.warn({ err: (err as Error).message, attempt, queued: this.events?.length }, 'backend /events failed; retrying'),
+        )
+      : null;
+  }
+
+  /** Binds the listeners and starts every pipeline; resolves once all listeners are bound. */
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    const limits = { maxFrame: cfg.maxFrame, outboundMax: cfg.outboundMax };
+    const tls = cfg.tlsCert && cfg.tlsKey ? { cert: cfg.tlsCert, key: cfg.tlsKey } : null;
+    const bound: Promise<void>[] = [];
+    let failStart: (e: unknown) => void = () => undefined;
+    const failed = new Promise<never>((_, reject) => (failStart = reject));
+    const listener = (kind: 'tcp' | 'ws'): Observable<Connection> => {
+      const at = cfg[kind];
+      if (!at) return EMPTY;
+      let onListening: (a: string) => void = () => undefined;
+      bound.push(new Promise<void>((resolve) => (onListening = (a) => ((this.addresses[kind] = a), resolve()))));
+      const make = kind === 'tcp' ? tcpConnection$ : wsConnection$;
+      return make({ at, tls, limits, admission: this.admission, nextId: () => this.nextConnId++, onListening: (a) => onListening(a) }).pipe(
+        takeUntil(this.stopAccepting),
+      );
+    };
+
+    // connections → per-connection frame pipelines → REQUEST jobs → request pool → answers.
+    const job$ = merge(listener('tcp'), listener('ws')).pipe(mergeMap((conn) => this.connection$(conn)));
+    const answer$ = job$.pipe(
+      requestPool<RequestJob, Answer>({
+        key: (j) => j.session.playerId,
+        work: (j) => this.call$(j),
+        reject: (j) => ({ job: j, outcome: { ok: false, code: 'OVERLOADED', message: `request queue is full (--queue-max ${cfg.queueMax})` } }),
+        fail: (j, e) => ({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: String(e) } }),
+        pool: this.pool,
+        playerConcurrency: cfg.playerConcurrency,
+        queueMax: cfg.queueMax,
+        lingerMs: GROUP_LINGER_MS,
+        onDepth: (d) => {
+          this.depth = d;
+          this.depthChanged.next(d);
+        },
+      }),
+    );
+    this.subs.add(
+      answer$.subscribe({
+        next: (a) => this.deliver(a),
+        error: (e: unknown) => failStart(e),
+      }),
+    );
+    if (this.events) this.subs.add(this.events.drain$.subscribe());
+    await Promise.race([Promise.all(bound), failed]);
+  }
+
+  /** Starts the periodic PUT /gates/{id} (§3); failures are logged, never fatal. */
+  startRegistration(): void {
+    const backend = this.backend;
+    if (!backend) return;
+    this.subs.add(
+      timer(0, this.cfg.registerEveryMs)
+        .pipe(
+          exhaustMap(() =>
+            from(backend.putGate(this.registration())).pipe(
+              catchError((e: unknown) => {
+                this.log.warn({ err: (e as Error).message }, 'PUT /gates failed; will retry');
+                return EMPTY;
+              }),
+            ),
+          ),
+          takeUntil(this.stopAccepting),
+        )
+        .subscribe(),
+    );
+  }
+
+  registration() {
+    return {
+      gateId: this.cfg.gateId,
+      tcp: this.addresses.tcp,
+      ws: this.addresses.ws,
+      api: this.addresses.api ?? '',
+      startedAt: this.startedAt,
+      sessions: this.store.size,
+    };
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  /**
+   * One connection's frames: watched for 3× heartbeat silence and for a HELLO within
+   * --hello-timeout, dispatched frame by frame; emits the REQUEST jobs it admits for upstream.
+   * Every error ends in a BYE for this connection only.
+   */
+  private connection$(conn: Connection): Observable<RequestJob> {
+    const st: ConnState = { phase: 'hello', session: null, hello: null };
+    this.metrics.connections.inc({ transport: conn.transport });
+    this.log.info({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
+    let closedBy: GatewayError | null = null;
+    return conn.frames$.pipe(
+      idleTimeout<Frame>({ idleMs: 3 * this.cfg.heartbeatMs, code: 'GW_ERR_HEARTBEAT_TIMEOUT' }),
+      connect((f$) =>
+        merge(
+          f$.pipe(
+            filter((f) => f.type === FrameType.HELLO),
+            helloTimeout({ helloMs: this.cfg.helloTimeoutMs }),
+            take(1),
+            ignoreElements(),
+          ),
+          f$.pipe(mergeMap((f) => this.onFrame(conn, st, f))),
+        ),
+      ),
+      catchError((err: unknown) => {
+        closedBy = isGatewayError(err) ? err : new GatewayError('GW_ERR_FRAME_UNEXPECTED', String(err));
+        this.closeWith(conn, closedBy);
+        return EMPTY;
+      }),
+      finalize(() => this.connectionEnded(conn, st, closedBy)),
+      takeUntil(conn.closed$),
+    );
+  }
+
+  private closeWith(conn: Connection, err: GatewayError): void {
+    if (err.bye === 'protocol_error') this.metrics.protocolErrors.inc({ code: err.code });
+    this.metrics.closes.inc({ code: err.bye ?? err.code });
+    this.log.info({ connId: conn.id, code: err.code, reason: err.message }, 'closing connection');
+    conn.close(err);
+  }
+
+  private connectionEnded(conn: Connection, st: ConnState, err: GatewayError | null): void {
+    this.metrics.connections.dec({ transport: conn.transport });
+    conn.close(null);
+    const s = st.session;
+    if (s && s.conn === conn && s.state === 'online') this.detach(s, detachReason(err));
+    this.log.info({ connId: conn.id, playerId: s?.playerId, sessionId: s?.sessionId }, 'connection closed');
+  }
+
+  private onFrame(conn: Connection, st: ConnState, f: Frame): Observable<RequestJob> {
+    switch (f.type) {
+      case FrameType.PING:
+        conn.send(frame(FrameType.PONG, f.seq));
+        return EMPTY;
+      case FrameType.PONG:
+        return EMPTY;
+      case FrameType.HELLO:
+        if (st.phase !== 'hello') throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', 'second HELLO on one connection');
+        st.phase = 'authing';
+        st.hello = parseHello(f.body);
+        return from(this.login(conn, st, st.hello)).pipe(ignoreElements());
+      case FrameType.REQUEST:
+        return this.onRequest(conn, st, f);
+      case FrameType.ACK:
+        if (st.session && st.phase === 'online') st.session.buffer.ack(Math.min(f.seq, st.session.pushSeq));
+        return EMPTY;
+      case FrameType.BYE:
+        this.onClientBye(conn, st, f);
+        return EMPTY;
+      default:
+        throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', `frame type ${f.type} is gate-to-client only`);
+    }
+  }
+
+  private onRequest(conn: Connection, st: ConnState, f: Frame): Observable<RequestJob> {
+    const s = st.session;
+    if (!s || st.phase !== 'online' || s.conn !== conn) {
+      this.metrics.requests.inc({ outcome: 'unauthorized' });
+      if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'UNAUTHORIZED', 'REQUEST before WELCOME'));
+      return EMPTY;
+    }
+    s.touch();
+    const body = Buffer.from(inboundBody(f, this.cfg.maxFrame));
+    if (this.draining) {
+      this.metrics.requests.inc({ outcome: 'overloaded' });
+      if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'OVERLOADED', 'gate is shutting down'));
+      return EMPTY;
+    }
+    return of({ session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent });
+  }
+
+  private onClientBye(conn: Connection, st: ConnState, f: Frame): void {
+    let code: unknown;
+    try {
+      code = (JSON.parse(f.body.toString('utf8')) as { code?: unknown }).code;
+    } catch {
+      code = undefined;
+    }
+    const s = st.session;
+    if (code === 'logout' && s && s.conn === conn) this.endSession(s, 'logout', null);
+    conn.close(null);
+  }
+
+  // ---------------------------------------------------------------- login and sessions
+
+  private async login(conn: Connection, st: ConnState, hello: Hello): Promise<void> {
+    const r = hello.resume;
+    if (r) {
+      const s = this.store.bySession(r.sessionId);
+      if (s && s.state !== 'ended' && s.resumeToken === r.resumeToken) {
+        this.resume(conn, st, s, r.lastSeq, hello.compress);
+        return;
+      }
+    }
+    const sessionIdHint = undefined;
+    const res = await this.auth({ token: hello.token, sessionId: sessionIdHint ?? '', remoteAddress: conn.remoteAddress });
+    if (!res.ok) {
+      this.log.info({ connId: conn.id, reason: res.reason }, 'login refused');
+      throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);
+    }
+    if (!conn.isOpen) return; // the link went away while the backend was deciding
+    const old = this.store.byPlayer(res.playerId);
+    if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
+    const s = new Session(res.playerId, conn, this.cfg.bufferMax, hello.compress);
+    this.store.add(s);
+    st.session = s;
+    st.phase = 'online';
+    this.watchIdle(s);
+    this.sendWelcome(conn, s, false, false);
+    this.emit('online', s);
+    this.countSessions();
+    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old }, 'login');
+  }
+
+  private resume(conn: Connection, st: ConnState, s: Session, lastSeq: number, compress: boolean): void {
+    const prev = s.conn;
+    if (prev && prev !== conn) {
+      // The old link is still attached (half-open): the resume wins, the old link is told why.
+      s.conn = null;
+      this.closeWith(prev, new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection'));
+    }
+    const gap = s.buffer.gapAfter(lastSeq);
+    s.buffer.ack(Math.min(lastSeq, s.pushSeq));
+    s.conn = conn;
+    s.compress = compress;
+    s.state = 'online';
+    st.session = s;
+    st.phase = 'online';
+    this.sendWelcome(conn, s, true, gap);
+    for (const p of s.buffer.after(lastSeq)) conn.send(outboundFrame(FrameType.PUSH, p.route, p.seq, p.body, s.compress));
+    this.emit('resumed', s);
+    this.countSessions();
+    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq, gap }, 'session resumed');
+  }
+
+  private sendWelcome(conn: Connection, s: Session, resumed: boolean, gap: boolean): void {
+    conn.send(
+      jsonFrame(FrameType.WELCOME, 0, {
+        playerId: s.playerId,
+        sessionId: s.sessionId,
+        resumeToken: s.resumeToken,
+        gateId: this.cfg.gateId,
+        heartbeatMs: this.cfg.heartbeatMs,
+        resumed,
+        gap,
+        lastSeq: s.pushSeq,
+      }),
+    );
+  }
+
+  /** The session's idle clock: --idle-timeout without a REQUEST ends it (BYE idle). */
+  private watchIdle(s: Session): void {
+    const sub = s.activity$.pipe(idleTimeout<void>({ idleMs: this.cfg.idleTimeoutMs })).subscribe({
+      error: (e: unknown) => this.endSession(s, 'idle', e as GatewayError),
+    });
+    this.idleSubs.set(s, sub);
+  }
+
+  private detach(s: Session, reason: string): void {
+    s.conn = null;
+    s.state = 'detached';
+    this.emit('detached', s, reason);
+    this.countSessions();
+    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
+  }
+
+  /** Ends a session for good: its link (if any) gets the BYE of `err`, the backend an `offline` event. */
+  endSession(s: Session, reason: string, err: GatewayError | null): void {
+    if (s.state === 'ended') return;
+    s.state = 'ended';
+    this.store.remove(s);
+    s.endActivity();
+    this.idleSubs.get(s)?.unsubscribe();
+    this.idleSubs.delete(s);
+    const conn = s.conn;
+    s.conn = null;
+    if (conn) {
+      if (err) this.closeWith(conn, err);
+      else conn.close(null);
+    }
+    this.emit('offline', s, reason);
+    this.countSessions();
+    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
+  }
+
+  private emit(type: BackendEvent['type'], s: Session, reason?: string): void {
+    if (!this.events) return;
+    const ev: BackendEvent =
+      reason === undefined
+        ? { type, playerId: s.playerId, sessionId: s.sessionId, gateId: this.cfg.gateId, at: Date.now() }
+        : { type, playerId: s.playerId, sessionId: s.sessionId, gateId: this.cfg.gateId, reason, at: Date.now() };
+    this.events.enqueue(ev);
+    this.metrics.events.set(this.events.length);
+  }
+
+  private countSessions(): void {
+    let online = 0;
+    for (const s of this.store.all()) if (s.state === 'online') online++;
+    const detached = this.store.size - online;
+    this.metrics.sessions.set({ state: 'online' }, online);
+    this.metrics.sessions.set({ state: 'detached' }, detached);
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  private call$(j: RequestJob): Observable<Answer> {
+    const rpc = this.rpc;
+    if (!rpc) return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'no backend configured' } });
+    const s = j.session;
+    const headers: Record<string, string> = {
+      'x-gate-id': this.cfg.gateId,
+      'x-player-id': s.playerId,
+      'x-session-id': s.sessionId,
+      'x-request-id': `${s.sessionId}.${j.seq}`,
+    };
+    if (j.traceparent) headers.traceparent = j.traceparent;
+    const t0 = performance.now();
+    return upstreamCall$(rpc, { route: j.route, body: j.body, headers }, {
+      timeoutMs: this.cfg.upstreamTimeoutMs,
+      retries: this.cfg.upstreamRetries,
+      ...RPC_BACKOFF,
+      random: this.random,
+    }).pipe(
+      map((outcome) => {
+        this.metrics.upstreamDuration.observe({ result: outcome.ok ? 'ok' : outcome.code }, (performance.now() - t0) / 1000);
+        if (!outcome.ok)
+          this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent: j.traceparent }, 'upstream failure');
+        return { job: j, outcome };
+      }),
+    );
+  }
+
+  /** Sends an answer on whatever link its session has now (a resumed session gets it on the new one). */
+  private deliver({ job, outcome }: Answer): void {
+    this.metrics.requests.inc({ outcome: outcome.ok ? 'ok' : outcome.code.toLowerCase() });
+    if (job.seq === 0) return; // notify: no answer
+    const s = job.session;
+    const conn = s.conn;
+    if (!conn) return;
+    if (outcome.ok) {
+      const f = outboundFrame(FrameType.RESPONSE, job.route, job.seq, outcome.body, s.compress);
+      if (f.body.length > this.cfg.maxFrame) {
+        conn.send(errorFrame(job.seq, job.route, 'UPSTREAM_STATUS', `response body of ${f.body.length} bytes is over --max-frame`, 502));
+        return;
+      }
+      conn.send(f);
+    } else conn.send(errorFrame(job.seq, job.route, outcome.code, outcome.message, outcome.status));
+  }
+
+  // ---------------------------------------------------------------- push API
+
+  push(playerId: string, route: number, body: Buffer): PushResult | null {
+    const s = this.store.byPlayer(playerId);
+    return s ? this.pushTo(s, route, body) : null;
+  }
+
+  pushTo(s: Session, route: number, body: Buffer): PushResult {
+    const seq = ++s.pushSeq;
+    if (s.buffer.add({ seq, route, body })) this.metrics.pushDrops.inc();
+    const sent = s.conn !== null && s.conn.send(outboundFrame(FrameType.PUSH, route, seq, body, s.compress));
+    const status = sent ? 'sent' : 'buffered';
+    this.metrics.pushes.inc({ status });
+    return { seq, status };
+  }
+
+  kick(playerId: string, reason: string | undefined): boolean {
+    const s = this.store.byPlayer(playerId);
+    if (!s) return false;
+    this.endSession(s, 'kicked', new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
+    return true;
+  }
+
+  player(playerId: string): PlayerInfo | null {
+    const s = this.store.byPlayer(playerId);
+    if (!s || s.state === 'ended') return null;
+    return { playerId: s.playerId, sessionId: s.sessionId, state: s.state, pushSeq: s.pushSeq, buffered: s.buffer.size, gateId: this.cfg.gateId };
+  }
+
+  stats() {
+    let online = 0;
+    for (const s of this.store.all()) if (s.state === 'online') online++;
+    return {
+      gateId: this.cfg.gateId,
+      connections: this.admission.open,
+      sessions: this.store.size,
+      online,
+      detached: this.store.size - online,
+      inflight: this.pool.busy,
+      queued: Math.max(0, this.depth - this.pool.busy),
+      refused: this.admission.refused,
+      eventsQueued: this.events?.length ?? 0,
+    };
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  /**
+   * Graceful shutdown, in the order of CONTRACT §5: not ready; listeners closed; in-flight
+   * requests get up to the grace period and their answers delivered; BYE shutdown to every
+   * client; each session ends (`offline`, reason shutdown); events flushed; DELETE /gates.
+   */
+  async shutdown(step: (name: string) => void = () => undefined): Promise<void> {
+    if (this.draining) return;
+    this.ready = false;
+    this.draining = true;
+    step('not ready');
+    this.stopAccepting.next();
+    this.stopAccepting.complete();
+    step('listeners closed');
+    if (this.depth > 0) {
+      const drained = await firstValueFrom(
+        merge(this.depthChanged.pipe(filter((d) => d === 0), map(() => true)), timer(this.cfg.shutdownGraceMs).pipe(map(() => false)), this.depth === 0 ? of(true) : NEVER),
+      );
+      step(drained ? 'in-flight requests finished' : 'in-flight requests cut off after grace');
+    } else step('no requests in flight');
+    for (const s of [...this.store.all()]) this.endSession(s, 'shutdown', new GatewayError('GW_ERR_SHUTDOWN'));
+    step('sessions ended');
+    if (this.events) {
+      const ok = await this.events.flushed(5_000);
+      step(ok ? 'events flushed' : `events not flushed (${this.events.length} left)`);
+    }
+    if (this.backend) {
+      try {
+        await this.backend.deleteGate(this.cfg.gateId);
+        step('gate deregistered');
+      } catch (e) {
+        step(`DELETE /gates failed: ${(e as Error).message}`);
+      }
+    }
+    this.subs.unsubscribe();
+    await this.rpc?.close();
+    this.backend?.close();
+  }
+}
+
+function detachReason(err: GatewayError | null): string {
+  if (!err) return 'closed';
+  switch (err.code) {
+    case 'GW_ERR_HEARTBEAT_TIMEOUT':
+      return 'heartbeat';
+    case 'GW_ERR_SLOW_CONSUMER':
+      return 'slow_consumer';
+    default:
+      return err.bye ?? 'closed';
+  }
+}

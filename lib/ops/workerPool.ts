@@ -1,0 +1,116 @@
+import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
+
+export interface WorkerPoolConfig {
+  /** Most sources subscribed at once through `lease()` (--workers). */
+  concurrency: number;
+}
+
+export interface WorkerPool {
+  /**
+   * Delays subscribing to the source until one of `concurrency` workers is free, FIFO; the
+   * worker is released on complete, error or unsubscribe (so a cancelled wait frees nothing
+   * it never held).
+   * ```text
+   * concurrency = 1
+   * a:       ^---|            (subscribed at once)
+   * b:       ....^--|         (waits for a to complete)
+   * ```
+   */
+  lease<T>(): MonoTypeOperatorFunction<T>;
+  /** Workers held now (≤ concurrency). */
+  readonly busy: number;
+  /** Subscribers waiting for a worker. Not bounded here: admission control in front bounds it. */
+  readonly waiting: number;
+}
+
+/**
+ * A counting semaphore shared by many streams: the global worker pool across player groups.
+ * why not composed: `mergeMap(f, n)` limits one stream; here every player group has its own
+ * mergeMap (per-player order), and the global cap must span them all.
+ */
+interface Waiter {
+  cancelled: boolean;
+  start: () => void;
+}
+
+export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
+  if (!(Number.isInteger(concurrency) && concurrency > 0)) throw new TypeError('workerPool: concurrency must be a positive integer');
+  let busy = 0; // workers held
+  const queue: Waiter[] = []; // FIFO of waiting subscribers, cancelled ones skipped lazily
+  let head = 0; // index of the oldest entry not yet taken (avoids O(n) shift)
+  let waiting = 0; // entries in queue not cancelled
+
+  const release = (): void => {
+    busy--;
+    while (head < queue.length) {
+      const w = queue[head++]!;
+      if (w.cancelled) continue;
+      waiting--;
+      busy++;
+      w.start();
+      break;
+    }
+    // Drop taken entries once they are most of the array, so it never grows past 2x waiting.
+    if (head > 64 && head * 2 > queue.length) {
+      queue.splice(0, head);
+      head = 0;
+    }
+  };
+
+  const lease =
+    <T>(): MonoTypeOperatorFunction<T> =>
+    (source) =>
+      new Observable<T>((subscriber) => {
+        let held = false; // this subscription holds a worker
+        let inner: { unsubscribe(): void } | null = null;
+        const start = (): void => {
+          held = true;
+          inner = source.subscribe({
+            next: (v) => subscriber.next(v),
+            error: (e: unknown) => {
+              free();
+              subscriber.error(e);
+            },
+            complete: () => {
+              free();
+              subscriber.complete();
+            },
+          });
+        };
+        const free = (): void => {
+          if (held) {
+            held = false;
+            release();
+          }
+        };
+        let waiter: Waiter | null = null; // set while waiting for a worker
+        if (busy < concurrency) {
+          busy++;
+          start();
+        } else {
+          waiter = { cancelled: false, start: () => ((waiter = null), start()) };
+          queue.push(waiter);
+          waiting++;
+        }
+        return () => {
+          if (waiter) {
+            waiter.cancelled = true;
+            waiter = null;
+            waiting--;
+          }
+          inner?.unsubscribe();
+          inner = null;
+          free();
+        };
+      });
+
+  return {
+    lease,
+    get busy() {
+      return busy;
+    },
+    get waiting() {
+      return waiting;
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import pino, { type Logger } from 'pino';
+import type { GateConfig } from './config.js';
+import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
+import { Gate, type GateDeps } from './gate.js';
+import { startApi, type ApiServer } from './streams/api.js';
+
+export interface RunningGate {
+  readonly gate: Gate;
+  readonly api: ApiServer;
+  /** The embedded demo backend, when no --upstream was given. */
+  readonly demo: DemoBackend | null;
+  readonly addresses: { tcp: string | null; ws: string | null; api: string };
+  /** Graceful shutdown (CONTRACT §5); resolves when everything is closed. */
+  shutdown(): Promise<void>;
+}
+
+export function createLogger(level: string): Logger {
+  return pino({ level, base: { pid: process.pid } });
+}
+
+/**
+ * Starts a gate: the embedded demo backend when there is no --upstream, the listeners, the
+ * push API; then registers with the backend and logs `listening`. A bind failure rejects with
+ * GatewayError(GW_ERR_LISTEN) after closing whatever had started.
+ */
+export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Promise<RunningGate> {
+  const logger = deps.logger ?? createLogger(cfg.logLevel);
+  let demo: DemoBackend | null = null;
+  let effective = cfg;
+  if (!cfg.upstream) {
+    demo = await startDemoBackend({ host: '127.0.0.1', port: 0, apiKey: cfg.apiKey, logger: logger.child({ component: 'demo-backend' }) });
+    effective = { ...cfg, upstream: demo.url };
+  }
+  const gate = new Gate(effective, { ...deps, logger });
+  let api: ApiServer;
+  try {
+    await gate.start();
+    api = await startApi(gate, cfg.api, cfg.apiKey, logger.child({ gateId: cfg.gateId, component: 'api' }));
+  } catch (e) {
+    await gate.shutdown().catch(() => undefined);
+    await demo?.close();
+    throw e;
+  }
+  gate.addresses.api = api.address;
+  gate.ready = true;
+  gate.startRegistration();
+  const addresses = { tcp: gate.addresses.tcp, ws: gate.addresses.ws, api: api.address };
+  logger.info({ gateId: cfg.gateId, ...addresses, upstream: demo ? 'embedded demo' : cfg.upstream }, 'listening');
+  const log = logger.child({ gateId: cfg.gateId, component: 'shutdown' });
+  let closing: Promise<void> | null = null;
+  const apiServer = api;
+  return {
+    gate,
+    api: apiServer,
+    demo,
+    addresses,
+    shutdown: () =>
+      (closing ??= (async () => {
+        log.info('shutdown started');
+        await gate.shutdown((step) => log.info({ step }, 'shutdown step'));
+        await apiServer.close();
+        await demo?.close();
+        log.info('shutdown complete');
+      })()),
+  };
+}

@@ -1,0 +1,50 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Subject, type Observable } from 'rxjs';
+import type { Connection } from './connection.js';
+import { PushBuffer } from './pushBuffer.js';
+
+export type SessionState = 'online' | 'detached' | 'ended';
+
+/**
+ * One player's session (§2.4): lives from WELCOME until logout, kick, replacement or idle
+ * timeout, and outlives its connections. Holds the push sequence, the replay buffer and the
+ * link it is attached to, if any.
+ */
+export class Session {
+  readonly sessionId: string;
+  readonly resumeToken: string;
+  readonly createdAt = Date.now();
+  state: SessionState = 'online';
+  /** The attached link; null while detached. */
+  conn: Connection | null;
+  /** Last push seq assigned (pushes are numbered 1, 2, 3 … per session). */
+  pushSeq = 0;
+  readonly buffer: PushBuffer;
+  /** Client asked for compressed RESPONSE/PUSH bodies (§2.2). */
+  compress: boolean;
+  /** Each REQUEST ticks it; the session's idle clock (idleTimeout) watches it. */
+  private readonly activity = new Subject<void>();
+  readonly activity$: Observable<void> = this.activity.asObservable();
+
+  constructor(
+    readonly playerId: string,
+    conn: Connection,
+    bufferMax: number,
+    compress: boolean,
+  ) {
+    this.sessionId = randomUUID();
+    this.resumeToken = randomBytes(18).toString('base64url');
+    this.conn = conn;
+    this.buffer = new PushBuffer(bufferMax);
+    this.compress = compress;
+  }
+
+  touch(): void {
+    this.activity.next();
+  }
+
+  /** Ends the idle clock; called once when the session ends. */
+  endActivity(): void {
+    this.activity.complete();
+  }
+}

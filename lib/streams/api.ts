@@ -1,0 +1,180 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { HostPort } from '../config.js';
+import { GatewayError } from '../errors.js';
+import type { Gate } from '../gate.js';
+import { formatAddress } from './listeners.js';
+
+/** Largest API request body (§4): past it, 413. */
+export const API_BODY_LIMIT = 1024 * 1024;
+/** Most messages in one /v1/push/batch, and player ids in one /v1/broadcast. */
+export const API_BATCH_MAX = 10_000;
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const badRequest = (message: string): ApiError => new ApiError(400, 'bad_request', message);
+
+interface PushInput {
+  playerId: string;
+  route: number;
+  body: Buffer;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function parseRoute(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) throw badRequest(`${where}route must be an integer 0..65535`);
+  return v;
+}
+
+function parseBody(o: Record<string, unknown>, where: string, maxFrame: number): Buffer {
+  const hasData = 'data' in o;
+  const has64 = 'body64' in o;
+  if (hasData === has64) throw badRequest(`${where}give exactly one of data or body64`);
+  let body: Buffer;
+  if (hasData) body = Buffer.from(JSON.stringify(o.data));
+  else {
+    if (typeof o.body64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(o.body64) || o.body64.length % 4 === 1)
+      throw badRequest(`${where}body64 must be a base64 string`);
+    body = Buffer.from(o.body64, 'base64');
+  }
+  if (body.length > maxFrame)
+    throw new ApiError(400, 'frame_too_large', `${where}body of ${body.length} bytes is over the gate's --max-frame (${maxFrame})`);
+  return body;
+}
+
+function parsePlayerId(v: unknown, where: string): string {
+  if (typeof v !== 'string' || v === '' || v.length > 128) throw badRequest(`${where}playerId must be a non-empty string (at most 128 characters)`);
+  return v;
+}
+
+function parsePush(v: unknown, where: string, maxFrame: number): PushInput {
+  if (!isObject(v)) throw badRequest(`${where}must be a JSON object`);
+  return { playerId: parsePlayerId(v.playerId, where), route: parseRoute(v.route, where), body: parseBody(v, where, maxFrame) };
+}
+
+export interface ApiServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The push and admin API (CONTRACT §4) on fastify: bearer key on /v1/*, 400 with
+ * `{error, message}` for malformed input, 413 past 1 MiB. Handlers are thin: they validate
+ * and call the gate, which owns the sessions.
+ */
+export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, logger: Logger): Promise<ApiServer> {
+  const app: FastifyInstance = Fastify({ bodyLimit: API_BODY_LIMIT, logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
+  const maxFrame = gate.cfg.maxFrame;
+  const expected = apiKey ? `Bearer ${apiKey}` : null;
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (expected && req.url.startsWith('/v1/') && req.headers.authorization !== expected) {
+      await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong Authorization: Bearer <api-key>' });
+    }
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err instanceof ApiError) return reply.code(err.status).send({ error: err.error, message: err.message });
+    const status = err.statusCode ?? 500;
+    if (status === 413) return reply.code(413).send({ error: 'body_too_large', message: `request body over ${API_BODY_LIMIT} bytes` });
+    if (status >= 400 && status < 500) return reply.code(status).send({ error: 'bad_request', message: err.message });
+    logger.error({ err: err.message, code: err.code }, 'push API handler failed');
+    return reply.code(500).send({ error: 'internal', message: 'internal error' });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  const body = (req: FastifyRequest): Record<string, unknown> => {
+    if (!isObject(req.body)) throw badRequest('body must be a JSON object');
+    return req.body;
+  };
+
+  app.post('/v1/push', (req, reply) => {
+    const p = parsePush(body(req), '', maxFrame);
+    const r = gate.push(p.playerId, p.route, p.body);
+    if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
+    return r;
+  });
+
+  app.post('/v1/push/batch', (req) => {
+    const b = body(req);
+    if (!Array.isArray(b.messages)) throw badRequest('messages must be an array');
+    if (b.messages.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} messages per batch`);
+    // Validate all first: a malformed batch delivers nothing, so a retry cannot duplicate.
+    const pushes = b.messages.map((m, i) => parsePush(m, `messages[${i}]: `, maxFrame));
+    return { results: pushes.map((p) => gate.push(p.playerId, p.route, p.body) ?? { error: 'player_not_found' }) };
+  });
+
+  app.post('/v1/broadcast', (req) => {
+    const b = body(req);
+    const route = parseRoute(b.route, '');
+    const payload = parseBody(b, '', maxFrame);
+    let sent = 0;
+    let buffered = 0;
+    let missing = 0;
+    if (b.playerIds === undefined) {
+      for (const s of [...gate.store.all()]) {
+        if (gate.pushTo(s, route, payload).status === 'sent') sent++;
+        else buffered++;
+      }
+    } else {
+      if (!Array.isArray(b.playerIds)) throw badRequest('playerIds must be an array of strings');
+      if (b.playerIds.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} playerIds per broadcast`);
+      const ids = b.playerIds.map((id, i) => parsePlayerId(id, `playerIds[${i}]: `));
+      for (const id of ids) {
+        const r = gate.push(id, route, payload);
+        if (!r) missing++;
+        else if (r.status === 'sent') sent++;
+        else buffered++;
+      }
+    }
+    return { sent, buffered, missing };
+  });
+
+  app.post('/v1/kick', (req, reply) => {
+    const b = body(req);
+    const playerId = parsePlayerId(b.playerId, '');
+    if (b.reason !== undefined && typeof b.reason !== 'string') throw badRequest('reason must be a string');
+    if (!gate.kick(playerId, b.reason)) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
+    return { kicked: true };
+  });
+
+  app.get<{ Params: { playerId: string } }>('/v1/players/:playerId', (req, reply) => {
+    const info = gate.player(req.params.playerId);
+    if (!info) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${req.params.playerId}` });
+    return info;
+  });
+
+  app.get('/v1/stats', () => gate.stats());
+  app.get('/healthz', () => ({ ok: true }));
+  app.get('/readyz', (_req, reply) => (gate.ready ? { ready: true } : reply.code(503).send({ ready: false })));
+  app.get('/metrics', async (_req, reply) => {
+    // At the open-file limit process metrics can throw (EMFILE): answer with what can be collected.
+    let text: string;
+    try {
+      text = await gate.metrics.registry.metrics();
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'metrics collection failed');
+      text = '';
+    }
+    return reply.type(gate.metrics.registry.contentType).send(text);
+  });
+
+  try {
+    await app.listen({ host: at.host, port: at.port });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new GatewayError(
+      'GW_ERR_LISTEN',
+      code === 'EADDRINUSE' ? `${at.host}:${at.port} is already in use` : `cannot listen on ${at.host}:${at.port}: ${code ?? (e as Error).message}`,
+    );
+  }
+  return { address: formatAddress(app.server.address()), close: () => app.close() };
+}

@@ -1,0 +1,92 @@
+import got, { type Got } from 'got';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+
+/** One backend event (§3 POST /events). */
+export interface BackendEvent {
+  readonly type: 'online' | 'detached' | 'resumed' | 'offline';
+  readonly playerId: string;
+  readonly sessionId: string;
+  readonly gateId: string;
+  readonly reason?: string;
+  /** ms since the epoch. */
+  readonly at: number;
+}
+
+export interface GateRegistration {
+  gateId: string;
+  tcp: string | null;
+  ws: string | null;
+  api: string;
+  startedAt: number;
+  sessions: number;
+}
+
+export type ConnectAnswer = { readonly ok: true; readonly playerId: string } | { readonly ok: false; readonly reason: string };
+
+/**
+ * The control-plane calls (§3: /connect, /events, /gates) over got: each call is rare next
+ * to /rpc, and got's timeouts and retry policy earn their cost here.
+ */
+export interface BackendClient {
+  connect(body: { token: string; gateId: string; sessionId: string; remoteAddress: string }): Promise<ConnectAnswer>;
+  postEvents(events: readonly BackendEvent[]): Promise<void>;
+  putGate(reg: GateRegistration): Promise<void>;
+  deleteGate(gateId: string): Promise<void>;
+  close(): void;
+}
+
+export interface BackendClientConfig {
+  baseUrl: string;
+  gateId: string;
+  timeoutMs: number;
+  retries: number;
+}
+
+export function gotBackendClient({ baseUrl, gateId, timeoutMs, retries }: BackendClientConfig): BackendClient {
+  const agent = { http: new HttpAgent({ keepAlive: true, maxSockets: 16 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 16 }) };
+  const client: Got = got.extend({
+    prefixUrl: baseUrl,
+    agent,
+    headers: { 'x-gate-id': gateId },
+    timeout: { request: timeoutMs },
+    throwHttpErrors: true,
+    followRedirect: false,
+    // POST is not idempotent by got's default; /connect and /events are safe to repeat here.
+    retry: { limit: retries, methods: ['POST', 'PUT', 'DELETE'], statusCodes: [502, 503, 504], backoffLimit: 1_000 },
+  });
+  return {
+    async connect(body) {
+      const res = await client.post('connect', {
+        json: body,
+        headers: { 'x-session-id': body.sessionId },
+        throwHttpErrors: false,
+        responseType: 'text',
+      });
+      if (res.statusCode === 401 || res.statusCode === 403) return { ok: false, reason: `backend refused the login (${res.statusCode})` };
+      if (res.statusCode < 200 || res.statusCode >= 300) return { ok: false, reason: `backend /connect answered ${res.statusCode}` };
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(res.body);
+      } catch {
+        return { ok: false, reason: 'backend /connect answered non-JSON' };
+      }
+      const playerId = (parsed as { playerId?: unknown })?.playerId;
+      if (typeof playerId !== 'string' || playerId === '') return { ok: false, reason: 'backend /connect answered no playerId' };
+      return { ok: true, playerId };
+    },
+    async postEvents(events) {
+      await client.post('events', { json: events, retry: { limit: 0 } });
+    },
+    async putGate(reg) {
+      await client.put(`gates/${encodeURIComponent(reg.gateId)}`, { json: reg, retry: { limit: 0 } });
+    },
+    async deleteGate(id) {
+      await client.delete(`gates/${encodeURIComponent(id)}`);
+    },
+    close() {
+      agent.http.destroy();
+      agent.https.destroy();
+    },
+  };
+}

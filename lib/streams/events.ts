@@ -1,0 +1,108 @@
+import {
+  EMPTY,
+  Subject,
+  asyncScheduler,
+  defer,
+  exhaustMap,
+  filter,
+  first,
+  firstValueFrom,
+  from,
+  map,
+  merge,
+  of,
+  repeat,
+  tap,
+  timer,
+  type Observable,
+  type SchedulerLike,
+} from 'rxjs';
+import { retryBackoff } from '../ops/retryBackoff.js';
+import type { BackendEvent } from './backend.js';
+
+export interface EventQueueConfig {
+  /** Most events per POST /events. */
+  batchMax: number;
+  /** Most events waiting; past it the oldest are dropped (and counted). */
+  queueMax: number;
+  /** Backoff between failed posts, ms. */
+  baseBackoffMs: number;
+  maxBackoffMs: number;
+  scheduler?: SchedulerLike;
+}
+
+/**
+ * The backend event queue (§3 POST /events): FIFO, so events reach the backend in order per
+ * player; batched; each batch retried with capped backoff until it lands. Bounded by
+ * `queueMax` (oldest dropped first: a backend down for long enough loses the oldest events,
+ * never the gate's memory).
+ */
+export class EventQueue {
+  private readonly queue: BackendEvent[] = [];
+  /** Adapter from `enqueue` calls into the drain loop. */
+  private readonly kick = new Subject<void>();
+  private readonly changed = new Subject<void>();
+  /** Events dropped because the queue was full. */
+  dropped = 0;
+  posted = 0;
+  failures = 0;
+  /** The drain loop: subscribe once (at the edge); it posts while there is anything queued. */
+  readonly drain$: Observable<never>;
+
+  constructor(
+    private readonly post: (batch: readonly BackendEvent[]) => Promise<void>,
+    private readonly cfg: EventQueueConfig,
+    onError: (err: unknown, attempt: number) => void,
+  ) {
+    const scheduler = cfg.scheduler ?? asyncScheduler;
+    let attempt = 0;
+    const postOnce$ = defer(() => {
+      const batch = this.queue.slice(0, cfg.batchMax);
+      const droppedBefore = this.dropped;
+      // Overflow drops while the batch is in flight shift the front: remove only what is left of it.
+      return from(this.post(batch)).pipe(map(() => Math.max(0, batch.length - (this.dropped - droppedBefore))));
+    }).pipe(
+      tap({ error: (e: unknown) => (this.failures++, onError(e, ++attempt)) }),
+      retryBackoff({ maxRetries: Infinity, baseMs: cfg.baseBackoffMs, maxMs: cfg.maxBackoffMs, isRetryable: () => true, scheduler }),
+      tap((n) => {
+        attempt = 0;
+        this.queue.splice(0, n);
+        this.posted += n;
+        this.changed.next();
+      }),
+      repeat({ delay: () => (this.queue.length > 0 ? of(0) : EMPTY) }),
+    );
+    this.drain$ = this.kick.pipe(
+      filter(() => this.queue.length > 0),
+      exhaustMap(() => postOnce$),
+      filter(() => false),
+    ) as Observable<never>;
+  }
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  enqueue(ev: BackendEvent): void {
+    if (this.queue.length >= this.cfg.queueMax) {
+      this.queue.shift();
+      this.dropped++;
+    }
+    this.queue.push(ev);
+    this.kick.next();
+  }
+
+  /** Resolves true once the queue is empty, false after `timeoutMs`. */
+  flushed(timeoutMs: number): Promise<boolean> {
+    if (this.queue.length === 0) return Promise.resolve(true);
+    return firstValueFrom(
+      merge(
+        this.changed.pipe(
+          filter(() => this.queue.length === 0),
+          map(() => true),
+        ),
+        timer(timeoutMs, this.cfg.scheduler ?? asyncScheduler).pipe(map(() => false)),
+      ).pipe(first()),
+    );
+  }
+}

@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { Observable } from 'rxjs';
+import { WebSocketServer } from 'ws';
+import type { HostPort } from '../config.js';
+import type { Connection, ConnectionLimits } from '../connection.js';
+import { GatewayError } from '../errors.js';
+import { HEADER_BYTES } from '../frame.js';
+import { TcpConnection } from './tcpConnection.js';
+import { WsConnection } from './wsConnection.js';
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+}
+
+/** Shared by every listener: one --max-connections across TCP and WS. */
+export interface Admission {
+  /** Open connections now. */
+  open: number;
+  readonly max: number;
+  /** Refused at accept so far. */
+  refused: number;
+}
+
+export interface ListenerConfig {
+  at: HostPort;
+  tls: TlsFiles | null;
+  limits: ConnectionLimits;
+  admission: Admission;
+  nextId: () => number;
+  /** Called once with the bound `host:port` (port 0 resolves to the real port). */
+  onListening: (address: string) => void;
+}
+
+export const formatAddress = (a: AddressInfo | string | null): string =>
+  a === null ? '' : typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+
+const listenError = (at: HostPort, e: NodeJS.ErrnoException): GatewayError =>
+  new GatewayError(
+    'GW_ERR_LISTEN',
+    e.code === 'EADDRINUSE' ? `${at.host}:${at.port} is already in use` : `cannot listen on ${at.host}:${at.port}: ${e.code ?? e.message}`,
+    { code: e.code },
+  );
+
+const readTls = (tls: TlsFiles): { cert: Buffer; key: Buffer } => ({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) });
+
+/** Counts a new link against --max-connections; false = refuse it. */
+function admit(a: Admission): boolean {
+  if (a.open >= a.max) {
+    a.refused++;
+    return false;
+  }
+  a.open++;
+  return true;
+}
+
+/**
+ * The raw TCP (or TLS) listener as an Observable of connections: subscribing binds and
+ * listens, unsubscribing stops accepting (open connections live on). Errors with
+ * GW_ERR_LISTEN when the address cannot be bound.
+ */
+export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
+  return new Observable<Connection>((subscriber) => {
+    const onSocket = (socket: Socket): void => {
+      if (!admit(cfg.admission)) {
+        socket.destroy();
+        return;
+      }
+      socket.once('close', () => cfg.admission.open--);
+      subscriber.next(new TcpConnection(cfg.nextId(), socket, cfg.limits));
+    };
+    let server: NetServer;
+    try {
+      server = cfg.tls ? createTlsServer(readTls(cfg.tls), onSocket) : createNetServer(onSocket);
+    } catch (e) {
+      subscriber.error(new GatewayError('GW_ERR_LISTEN', `TLS setup failed: ${(e as Error).message}`));
+      return;
+    }
+    // A TLS handshake failure is one client's problem, never the listener's.
+    server.on('tlsClientError', (_err, sock: Socket) => sock.destroy());
+    server.once('error', (e: NodeJS.ErrnoException) => subscriber.error(listenError(cfg.at, e)));
+    server.listen({ host: cfg.at.host, port: cfg.at.port, backlog: 4096 }, () => cfg.onListening(formatAddress(server.address())));
+    return () => {
+      server.close();
+    };
+  });
+}
+
+/**
+ * The WebSocket listener (path `/`, binary frames) as an Observable of connections. The ws
+ * `maxPayload` is --max-frame plus the header plus a little slack: a message slightly over
+ * the limit still gets a BYE protocol_error from the frame parser, while a huge one is cut off
+ * by ws itself (close 1009) before it is buffered.
+ */
+export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
+  return new Observable<Connection>((subscriber) => {
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: cfg.limits.maxFrame + HEADER_BYTES + Math.min(cfg.limits.maxFrame, 64 * 1024),
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    let server: HttpServer;
+    try {
+      server = cfg.tls ? createHttpsServer(readTls(cfg.tls)) : createHttpServer();
+    } catch (e) {
+      subscriber.error(new GatewayError('GW_ERR_LISTEN', `TLS setup failed: ${(e as Error).message}`));
+      return;
+    }
+    server.on('request', (_req, res) => {
+      res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' });
+      res.end(JSON.stringify({ error: 'upgrade_required', message: 'this port speaks WebSocket only' }));
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => undefined);
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== '/') {
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      if (!admit(cfg.admission)) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      let counted = true;
+      const uncount = (): void => {
+        if (counted) {
+          counted = false;
+          cfg.admission.open--;
+        }
+      };
+      socket.once('close', uncount);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+        subscriber.next(new WsConnection(cfg.nextId(), ws, remote, cfg.limits));
+      });
+    });
+    server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+    server.on('tlsClientError', (_err, socket: Duplex) => socket.destroy());
+    server.once('error', (e: NodeJS.ErrnoException) => subscriber.error(listenError(cfg.at, e)));
+    server.listen({ host: cfg.at.host, port: cfg.at.port, backlog: 4096 }, () => cfg.onListening(formatAddress(server.address())));
+    return () => {
+      server.close();
+      wss.close();
+    };
+  });
+}

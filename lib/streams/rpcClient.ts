@@ -1,0 +1,158 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import got from 'got';
+import { Pool } from 'undici';
+
+/** One POST /rpc/{route} (§3). */
+export interface RpcRequest {
+  readonly route: number;
+  readonly body: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface RpcReply {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+/** The backend could not be reached or dropped the connection: safe to retry (nothing ran, or `x-request-id` dedupes). */
+export class RpcConnectionError extends Error {
+  override readonly name = 'RpcConnectionError';
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** The reply was larger than --max-frame, so it cannot be sent on: never buffered past the limit. */
+export class RpcReplyTooLarge extends Error {
+  override readonly name = 'RpcReplyTooLarge';
+}
+
+/**
+ * The hot-path HTTP client behind one interface, so the benchmark can compare
+ * implementations (docs/performance.md). `call` rejects with RpcConnectionError or
+ * RpcReplyTooLarge; an aborted signal rejects with the abort reason.
+ */
+export interface RpcClient {
+  readonly name: string;
+  call(req: RpcRequest, signal: AbortSignal): Promise<RpcReply>;
+  close(): Promise<void>;
+}
+
+export interface RpcClientConfig {
+  /** Backend base URL (may have a path prefix). */
+  baseUrl: string;
+  /** Sockets kept to the backend (≥ --workers, so no worker waits for a socket). */
+  connections: number;
+  /** Largest reply body read; past it the reply is refused. */
+  maxBody: number;
+}
+
+const CONN_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNABORTED',
+]);
+
+function asConnectionError(e: unknown): unknown {
+  const err = e as { code?: string; cause?: { code?: string }; name?: string; message?: string };
+  const code = err.code ?? err.cause?.code;
+  if (err.name === 'AbortError') return e;
+  if (code && CONN_CODES.has(code)) return new RpcConnectionError(code, err.message ?? code);
+  return e;
+}
+
+/** undici Pool: the shipped client (about 8x got's throughput here, see docs/performance.md). */
+export function undiciRpcClient({ baseUrl, connections, maxBody }: RpcClientConfig): RpcClient {
+  const url = new URL(baseUrl);
+  const prefix = url.pathname.replace(/\/+$/, '');
+  const pool = new Pool(url.origin, {
+    connections,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    // Per-attempt timeouts are the pipeline's (timeout operator + abort), not undici's.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+  return {
+    name: 'undici',
+    async call(req, signal) {
+      let res;
+      try {
+        res = await pool.request({
+          method: 'POST',
+          path: `${prefix}/rpc/${req.route}`,
+          headers: { ...req.headers, 'content-type': 'application/octet-stream' },
+          body: req.body,
+          signal,
+        });
+      } catch (e) {
+        throw asConnectionError(e);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      try {
+        for await (const chunk of res.body) {
+          const b = chunk as Buffer;
+          size += b.length;
+          if (size > maxBody) {
+            res.body.destroy();
+            throw new RpcReplyTooLarge(`reply body over ${maxBody} bytes`);
+          }
+          chunks.push(b);
+        }
+      } catch (e) {
+        throw asConnectionError(e);
+      }
+      return { status: res.statusCode, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) };
+    },
+    close: () => pool.close(),
+  };
+}
+
+/** got with a keep-alive agent, tuned as far as it goes; kept for the benchmark comparison. */
+export function gotRpcClient({ baseUrl, connections, maxBody }: RpcClientConfig): RpcClient {
+  const base = baseUrl.replace(/\/+$/, '');
+  const agent = {
+    http: new HttpAgent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections }),
+    https: new HttpsAgent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections }),
+  };
+  const client = got.extend({
+    agent,
+    retry: { limit: 0 },
+    throwHttpErrors: false,
+    decompress: false,
+    followRedirect: false,
+    responseType: 'buffer',
+  });
+  return {
+    name: 'got',
+    async call(req, signal) {
+      try {
+        const res = await client.post(`${base}/rpc/${req.route}`, {
+          body: req.body,
+          headers: { ...req.headers, 'content-type': 'application/octet-stream' },
+          signal,
+        });
+        if (res.rawBody.length > maxBody) throw new RpcReplyTooLarge(`reply body over ${maxBody} bytes`);
+        return { status: res.statusCode, body: res.rawBody };
+      } catch (e) {
+        throw asConnectionError(e);
+      }
+    },
+    close: () => {
+      agent.http.destroy();
+      agent.https.destroy();
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+import type { Socket } from 'node:net';
+import { Observable, ReplaySubject, type Subscriber } from 'rxjs';
+import { byeFrame } from '../bye.js';
+import type { Connection, ConnectionLimits } from '../connection.js';
+import { GatewayError } from '../errors.js';
+import { encodeFrame, type Frame } from '../frame.js';
+import { FrameDecoder } from '../frameDecoder.js';
+
+/** How long a closing link may take to flush its BYE before it is destroyed. */
+const CLOSE_GRACE_MS = 2_000;
+
+/** A raw TCP (or TLS) client link: u32 length-prefixed frames (§2.1). */
+export class TcpConnection implements Connection {
+  readonly transport = 'tcp' as const;
+  readonly remoteAddress: string;
+  readonly frames$: Observable<Frame>;
+  readonly closed$: Observable<void>;
+  /** Bounded (1): only the close event is replayed, so late subscribers still see it. */
+  private readonly closedSubject = new ReplaySubject<void>(1);
+  private open = true;
+  /** True while writes of this tick are corked, to leave in one writev. */
+  private corked = false;
+
+  constructor(
+    readonly id: number,
+    private readonly socket: Socket,
+    private readonly limits: ConnectionLimits,
+  ) {
+    this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    socket.setNoDelay(true);
+    this.closed$ = this.closedSubject.asObservable();
+    socket.once('close', () => {
+      this.open = false;
+      this.closedSubject.next();
+      this.closedSubject.complete();
+    });
+    // Errors (ECONNRESET, EPIPE…) end the link; 'close' follows and is what we act on.
+    socket.on('error', () => undefined);
+    this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
+  }
+
+  private read(subscriber: Subscriber<Frame>): () => void {
+    const decoder = new FrameDecoder(this.limits.maxFrame);
+    const emit = (f: Frame): void => subscriber.next(f);
+    const onData = (chunk: Buffer): void => {
+      const err = decoder.push(chunk, emit);
+      if (err) subscriber.error(err);
+    };
+    const onEnd = (): void => subscriber.complete();
+    this.socket.on('data', onData);
+    this.socket.once('close', onEnd);
+    this.socket.once('end', onEnd);
+    return () => {
+      this.socket.off('data', onData);
+      this.socket.off('close', onEnd);
+      this.socket.off('end', onEnd);
+    };
+  }
+
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  get outboundBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  send(f: Frame): boolean {
+    if (!this.open) return false;
+    if (this.socket.writableLength + f.body.length > this.limits.outboundMax) {
+      this.close(new GatewayError('GW_ERR_SLOW_CONSUMER', `over --outbound-max (${this.limits.outboundMax} bytes queued)`));
+      return false;
+    }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(encodeFrame(f, true));
+    return true;
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  close(reason: GatewayError | null): void {
+    if (!this.open) return;
+    this.open = false;
+    const bye = reason ? byeFrame(reason) : null;
+    if (bye && !this.socket.destroyed) this.socket.write(encodeFrame(bye, true));
+    if (this.corked) this.uncork();
+    this.socket.end();
+    // A peer that never reads would keep the socket half-open: destroy after a grace period.
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+}

@@ -1,0 +1,95 @@
+import { Observable, ReplaySubject, type Subscriber } from 'rxjs';
+import type { RawData, WebSocket } from 'ws';
+import { byeFrame } from '../bye.js';
+import type { Connection, ConnectionLimits } from '../connection.js';
+import { GatewayError } from '../errors.js';
+import { encodeFrame, parseFrame, type Frame } from '../frame.js';
+
+const CLOSE_GRACE_MS = 2_000;
+
+const asBuffer = (data: RawData): Buffer =>
+  Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+
+/** A WebSocket client link: one binary message is exactly one frame, no length prefix (§2.1). */
+export class WsConnection implements Connection {
+  readonly transport = 'ws' as const;
+  readonly frames$: Observable<Frame>;
+  readonly closed$: Observable<void>;
+  private readonly closedSubject = new ReplaySubject<void>(1);
+  private open = true;
+
+  constructor(
+    readonly id: number,
+    private readonly ws: WebSocket,
+    readonly remoteAddress: string,
+    private readonly limits: ConnectionLimits,
+  ) {
+    this.closed$ = this.closedSubject.asObservable();
+    ws.once('close', () => {
+      this.open = false;
+      this.closedSubject.next();
+      this.closedSubject.complete();
+    });
+    ws.on('error', () => undefined); // 'close' follows every error
+    this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
+  }
+
+  private read(subscriber: Subscriber<Frame>): () => void {
+    const onMessage = (data: RawData, isBinary: boolean): void => {
+      if (!isBinary) {
+        subscriber.error(new GatewayError('GW_ERR_FRAME_TEXT', 'text WebSocket messages are not frames; send binary'));
+        return;
+      }
+      let f: Frame;
+      try {
+        f = parseFrame(asBuffer(data), this.limits.maxFrame);
+      } catch (e) {
+        subscriber.error(e);
+        return;
+      }
+      subscriber.next(f);
+    };
+    const onClose = (): void => subscriber.complete();
+    this.ws.on('message', onMessage);
+    this.ws.once('close', onClose);
+    return () => {
+      this.ws.off('message', onMessage);
+      this.ws.off('close', onClose);
+    };
+  }
+
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  get outboundBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(f: Frame): boolean {
+    if (!this.open) return false;
+    if (this.ws.bufferedAmount + f.body.length > this.limits.outboundMax) {
+      this.close(new GatewayError('GW_ERR_SLOW_CONSUMER', `over --outbound-max (${this.limits.outboundMax} bytes queued)`));
+      return false;
+    }
+    this.ws.send(encodeFrame(f, false), { binary: true });
+    return true;
+  }
+
+  close(reason: GatewayError | null): void {
+    if (!this.open) return;
+    this.open = false;
+    const bye = reason ? byeFrame(reason) : null;
+    if (bye) this.ws.send(encodeFrame(bye, false), { binary: true });
+    this.ws.close(reason ? Math.max(1000, reason.closeCode === 1005 ? 1000 : reason.closeCode) : 1000);
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+}
