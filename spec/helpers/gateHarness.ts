@@ -1,0 +1,59 @@
+import pino from 'pino';
+import { testConfig, type GateConfig } from '../../lib/config.js';
+import { serve, type RunningGate } from '../../lib/serve.js';
+import { startFakeBackend, type FakeBackend, type FakeHandler } from './fakeBackend.js';
+
+export interface Harness {
+  gate: RunningGate;
+  backend: FakeBackend;
+  tcpPort: number;
+  wsPort: number;
+  api: string;
+  /** Base URL of the push API. */
+  apiUrl: string;
+  close(): Promise<void>;
+}
+
+const portOf = (a: string | null): number => Number(a?.split(':').pop() ?? 0);
+
+/**
+ * A real gate on 127.0.0.1 (ports chosen by the OS) in front of a fake backend. `over` changes
+ * config; by default auth is `upstream` against the fake (whose /connect names the token).
+ */
+export async function startGate(over: Partial<GateConfig> = {}, handler?: FakeHandler): Promise<Harness> {
+  const backend = await startFakeBackend(handler);
+  const cfg = testConfig({ upstream: backend.url, auth: 'upstream', ...over });
+  const gate = await serve(cfg, { logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }) });
+  let closed = false;
+  return {
+    gate,
+    backend,
+    tcpPort: portOf(gate.addresses.tcp),
+    wsPort: portOf(gate.addresses.ws),
+    api: gate.addresses.api,
+    apiUrl: `http://${gate.addresses.api}`,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await gate.shutdown();
+      await backend.close();
+    },
+  };
+}
+
+/** POST/GET JSON to the push API; resolves status and parsed body. */
+export async function api(h: Harness, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${h.apiUrl}${path}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, body: parsed };
+}
