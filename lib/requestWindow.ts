@@ -1,0 +1,56 @@
+import type { Frame } from './frame.js';
+
+/** What to do with an incoming REQUEST seq (§2.5). */
+export type WindowVerdict =
+  /** First time seen: run it. */
+  | { readonly kind: 'new' }
+  /** Seen and still running: its answer will come when it completes. */
+  | { readonly kind: 'running' }
+  /** Seen and answered: send this frame again. */
+  | { readonly kind: 'done'; readonly answer: Frame }
+  /** Below the window, or lower than a newer seq without having been seen: ERROR STALE_REQUEST. */
+  | { readonly kind: 'stale' };
+
+const NEW: WindowVerdict = { kind: 'new' };
+const RUNNING: WindowVerdict = { kind: 'running' };
+const STALE: WindowVerdict = { kind: 'stale' };
+
+/**
+ * The per-session request window (§2.5): the outcome of the last `size` request seqs, so a
+ * REQUEST re-sent after a resume is answered from memory instead of running upstream twice.
+ * A Map keeps insertion order, which is seq order because seqs must increase. Bound: `size`
+ * entries (each answer at most --max-frame bytes).
+ */
+export class RequestWindow {
+  /** seq → answer frame, or null while running. */
+  private readonly entries = new Map<number, Frame | null>();
+  /** Highest seq admitted. */
+  private highest = 0;
+
+  constructor(private readonly size: number) {
+    if (!(size >= 1)) throw new TypeError('RequestWindow: size must be >= 1');
+  }
+
+  /** Classifies `seq` and, when new, records it as running. seq 0 (notify) is never windowed. */
+  admit(seq: number): WindowVerdict {
+    const e = this.entries.get(seq);
+    if (e !== undefined) return e === null ? RUNNING : { kind: 'done', answer: e };
+    if (seq <= this.highest) return STALE;
+    this.highest = seq;
+    this.entries.set(seq, null);
+    if (this.entries.size > this.size) {
+      const oldest = this.entries.keys().next().value as number;
+      this.entries.delete(oldest);
+    }
+    return NEW;
+  }
+
+  /** Records the answer of a running seq (ignored if it already left the window). */
+  complete(seq: number, answer: Frame): void {
+    if (this.entries.has(seq)) this.entries.set(seq, answer);
+  }
+
+  get length(): number {
+    return this.entries.size;
+  }
+}
