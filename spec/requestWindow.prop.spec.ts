@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { FrameType, frame } from '../lib/frame.js';
+import { RequestWindow } from '../lib/requestWindow.js';
+
+const runs = Number(process.env.FC_RUNS ?? 100);
+
+describe('RequestWindow', () => {
+  it('should run each seq at most once and answer repeats from memory (model check)', () => {
+    const op = fc.oneof(
+      fc.record({ k: fc.constant('req' as const), seq: fc.integer({ min: 1, max: 60 }) }),
+      fc.record({ k: fc.constant('done' as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 200 }), (size, ops) => {
+        const w = new RequestWindow(size);
+        // Model: admitted seqs in order, with their answer (null while running).
+        const admitted: { seq: number; answer: string | null }[] = [];
+        const ran = new Set<number>();
+        for (const o of ops) {
+          if (o.k === 'req') {
+            const v = w.admit(o.seq);
+            const inWindow = admitted.slice(-size).find((e) => e.seq === o.seq);
+            const highest = admitted.length ? admitted[admitted.length - 1]!.seq : 0;
+            if (inWindow) {
+              if (inWindow.answer === null) assert.equal(v.kind, 'running');
+              else {
+                assert.equal(v.kind, 'done');
+                assert.equal(v.kind === 'done' && v.answer.body.toString(), inWindow.answer);
+              }
+            } else if (o.seq <= highest) assert.equal(v.kind, 'stale');
+            else {
+              assert.equal(v.kind, 'new');
+              assert.ok(!ran.has(o.seq), `seq ${o.seq} ran twice`);
+              ran.add(o.seq);
+              admitted.push({ seq: o.seq, answer: null });
+            }
+          } else {
+            const running = admitted.filter((e) => e.answer === null);
+            if (running.length === 0) continue;
+            const e = running[o.pick % running.length]!;
+            e.answer = `answer-${e.seq}`;
+            w.complete(e.seq, frame(FrameType.RESPONSE, e.seq, Buffer.from(e.answer)));
+          }
+          assert.ok(w.length <= size);
+        }
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it('should refuse a size below 1 at creation', () => {
+    assert.throws(() => new RequestWindow(0), TypeError);
+  });
+});
