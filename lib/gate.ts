@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   EMPTY,
@@ -341,8 +342,9 @@ export class Gate {
         return;
       }
     }
-    const sessionIdHint = undefined;
-    const res = await this.auth({ token: hello.token, sessionId: sessionIdHint ?? '', remoteAddress: conn.remoteAddress });
+    // The id is chosen now so that POST /connect (§3) names the session this login will create.
+    const sessionId = randomUUID();
+    const res = await this.auth({ token: hello.token, sessionId, remoteAddress: conn.remoteAddress });
     if (!res.ok) {
       this.log.info({ connId: conn.id, reason: res.reason }, 'login refused');
       throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);
@@ -350,7 +352,7 @@ export class Gate {
     if (!conn.isOpen) return; // the link went away while the backend was deciding
     const old = this.store.byPlayer(res.playerId);
     if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
-    const s = new Session(res.playerId, conn, this.cfg.bufferMax, hello.compress);
+    const s = new Session(res.playerId, conn, this.cfg.bufferMax, hello.compress, sessionId);
     this.store.add(s);
     st.session = s;
     st.phase = 'online';

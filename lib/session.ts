@@ -31,8 +31,10 @@ export class Session {
     conn: Connection,
     bufferMax: number,
     compress: boolean,
+    /** Chosen before login when the backend must see it (POST /connect names the session to be). */
+    sessionId: string = randomUUID(),
   ) {
-    this.sessionId = randomUUID();
+    this.sessionId = sessionId;
     this.resumeToken = randomBytes(18).toString('base64url');
     this.conn = conn;
     this.buffer = new PushBuffer(bufferMax);

@@ -1,4 +1,4 @@
-import { Observable, type OperatorFunction } from 'rxjs';
+import { Observable, ignoreElements, tap, type OperatorFunction } from 'rxjs';
 import type { Frame } from '../frame.js';
 import { FrameDecoder } from '../frameDecoder.js';
 
@@ -24,13 +24,17 @@ export function decodeFrames({ maxFrame }: DecodeFramesConfig): OperatorFunction
     new Observable<Frame>((subscriber) => {
       const decoder = new FrameDecoder(maxFrame);
       const emit = (f: Frame): void => subscriber.next(f);
-      return source.subscribe({
-        next: (chunk) => {
-          const err = decoder.push(chunk, emit);
-          if (err) subscriber.error(err);
-        },
-        error: (e: unknown) => subscriber.error(e),
-        complete: () => subscriber.complete(),
-      });
+      // Subscribing `subscriber` itself (not a plain observer) links the chain to it before the
+      // source starts, so a synchronous source sees `closed` as soon as the result is
+      // unsubscribed; a plain observer's subscription is only known once subscribe() returns.
+      source
+        .pipe(
+          tap((chunk) => {
+            const err = decoder.push(chunk, emit);
+            if (err) subscriber.error(err);
+          }),
+          ignoreElements(),
+        )
+        .subscribe(subscriber);
     });
 }

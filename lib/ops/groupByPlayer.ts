@@ -1,11 +1,10 @@
 import {
+  BehaviorSubject,
   NEVER,
-  Subject,
   asyncScheduler,
   defer,
+  finalize,
   groupBy,
-  map,
-  merge,
   switchMap,
   timer,
   type GroupedObservable,
@@ -35,7 +34,7 @@ export interface GroupByPlayerConfig<T> {
  * per-player order. Idle players are released, so groups are bounded by players with work.
  * ```text
  * values:  -a------b----|     a settles at 3, b at 10; lingerMs = 2
- * group A: -a--|               (closes 2 after a settled)
+ * group A: -a---|              (closes 2 after a settled)
  * group B: --------b---|       (a new group for the same player)
  * ```
  */
@@ -45,26 +44,49 @@ export function groupByPlayer<T extends Settleable>({
   scheduler = asyncScheduler,
 }: GroupByPlayerConfig<T>): OperatorFunction<T, GroupedObservable<string, T>> {
   if (!(lingerMs >= 0)) throw new TypeError('groupByPlayer: lingerMs must be >= 0');
-  return groupBy(key, {
-    duration: (group$) =>
-      defer(() => {
-        let open = 0; // values of this group not yet settled
-        // Subject adapts the settle callback into the duration stream; it lives with this group only.
-        const settled$ = new Subject<void>();
-        return merge(
-          group$.pipe(
-            map((v) => {
-              if (v.settled) return open === 0;
-              open++;
-              v.onSettled = () => {
-                open--;
-                settled$.next();
-              };
-              return false;
-            }),
-          ),
-          settled$.pipe(map(() => open === 0)),
-        ).pipe(switchMap((idle) => (idle ? timer(lingerMs, scheduler) : NEVER)));
-      }),
-  });
+  return (source) =>
+    defer(() => {
+      // Per player with an open group: its unsettled values, and whether it is idle. Kept beside
+      // groupBy instead of read from the group inside `duration`: a duration that subscribes to
+      // its group counts as a group subscriber, and groupBy keeps the source subscribed while any
+      // group has one, so unsubscribing the result would leave the source subscribed until every
+      // group closed (never, while a value stays unsettled). Bound: one entry per open group.
+      const players = new Map<string, Player>();
+      // Counts each value as it is keyed, before groupBy creates or feeds its group, so the value
+      // carries `onSettled` by the time anyone sees it. groupBy calls this once per value.
+      const keyOf = (v: T): string => {
+        const k = key(v);
+        let p = players.get(k);
+        if (!p) players.set(k, (p = { open: 0, idle$: new BehaviorSubject(true) }));
+        const player = p;
+        if (!v.settled) {
+          player.open++;
+          v.onSettled = () => {
+            if (--player.open === 0) player.idle$.next(true);
+          };
+        }
+        player.idle$.next(player.open === 0); // a value restarts the linger (or cancels it)
+        return k;
+      };
+      return source.pipe(
+        groupBy(keyOf, {
+          duration: (group$) => {
+            const player = players.get(group$.key)!; // set by keyOf just before the group was created
+            return player.idle$.pipe(
+              switchMap((idle) => (idle ? timer(lingerMs, scheduler) : NEVER)),
+              finalize(() => {
+                if (players.get(group$.key) === player) players.delete(group$.key);
+              }),
+            );
+          },
+        }),
+      );
+    });
+}
+
+interface Player {
+  /** Values of this player's group not yet settled. */
+  open: number;
+  /** Adapts the settle callback (a non-Rx API) into the duration; lives with one group only. */
+  idle$: BehaviorSubject<boolean>;
 }

@@ -1,15 +1,14 @@
 import {
+  EMPTY,
+  Observable,
   asyncScheduler,
   catchError,
-  connect,
   defer,
-  filter,
   finalize,
+  groupBy,
   map,
-  merge,
   mergeMap,
   of,
-  type Observable,
   type OperatorFunction,
   type SchedulerLike,
 } from 'rxjs';
@@ -40,6 +39,8 @@ export interface RequestPoolConfig<J, R> {
 
 interface Envelope<J> extends Settleable {
   readonly job: J;
+  /** key(job), computed once at admission. */
+  readonly key: string;
 }
 interface Rejected<J> {
   readonly job: J;
@@ -55,55 +56,80 @@ interface Rejected<J> {
  * ```
  * Bound: admitted − running ≤ queueMax; past it `reject(job)` is emitted at once. Nothing
  * else buffers: the per-group mergeMap queues and the pool's waiters are both inside that count.
+ * A job that gets a worker at once (its player is under playerConcurrency and a worker is
+ * free) never waits, so it is admitted even with queueMax = 0.
  */
 export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunction<J, R> {
   const { key, work, reject, fail, pool, playerConcurrency, queueMax, lingerMs, onDepth, scheduler = asyncScheduler } = cfg;
   if (!(playerConcurrency >= 1)) throw new TypeError('requestPool: playerConcurrency must be >= 1');
   if (!(queueMax >= 0)) throw new TypeError('requestPool: queueMax must be >= 0');
+  // Checked here too, not only by groupByPlayer: that one is built per subscription.
+  if (!(lingerMs >= 0)) throw new TypeError('requestPool: lingerMs must be >= 0');
+  // why not composed (defer): `closing` must be set before the chain below is torn down (see
+  // there), so its finaliser is added to the subscriber before the chain subscribes to it.
   return (source) =>
-    defer(() => {
+    new Observable<R>((subscriber) => {
+      // Set first on teardown: a job torn down frees its worker, and the pool hands it at once to
+      // the next waiter, which may be a job of this same pipeline about to be torn down too; its
+      // work must not start (an upstream call made and abandoned in the same tick).
+      let closing = false;
+      subscriber.add(() => (closing = true));
       let admitted = 0; // jobs in the system: waiting in a group, waiting for a worker, or running
+      // Admitted jobs per player (entries deleted at 0, so at most `admitted` keys).
+      const perKey = new Map<string, number>();
       const settle = (env: Envelope<J>): void => {
         if (env.settled) return;
         env.settled = true;
         admitted--;
+        const left = (perKey.get(env.key) ?? 1) - 1;
+        if (left === 0) perKey.delete(env.key);
+        else perKey.set(env.key, left);
         onDepth?.(admitted);
         env.onSettled?.();
       };
-      return source.pipe(
+      source.pipe(
         // Admission decides once, in arrival order, before anything can queue.
         map((job): Envelope<J> | Rejected<J> => {
-          if (admitted - pool.busy >= queueMax) return { job, rejected: true };
+          const k = key(job);
+          const mine = perKey.get(k) ?? 0;
+          // Both hops below (group mergeMap, then lease) are synchronous, so the counts seen here
+          // are current: under its player's limit with a worker free, the job runs at once and
+          // never waits. Without this, queueMax = 0 would refuse every job, even on an idle gate.
+          const startsNow = mine < playerConcurrency && pool.busy < pool.concurrency;
+          // admitted − busy is exactly the jobs waiting (in a group or for a worker).
+          if (!startsNow && admitted - pool.busy >= queueMax) return { job, rejected: true };
           admitted++;
+          perKey.set(k, mine + 1);
           onDepth?.(admitted);
-          return { job, settled: false, onSettled: null };
+          return { job, key: k, settled: false, onSettled: null };
         }),
-        connect((d$) =>
-          merge(
-            d$.pipe(
-              filter((d): d is Rejected<J> => 'rejected' in d),
-              map((d) => reject(d.job)),
-            ),
-            d$.pipe(
-              filter((d): d is Envelope<J> => !('rejected' in d)),
-              groupByPlayer({ key: (e) => key(e.job), lingerMs, scheduler }),
-              mergeMap((group$) =>
-                group$.pipe(
-                  mergeMap(
-                    (env) =>
-                      work(env.job).pipe(
-                        pool.lease(),
-                        // Caught inside the flattening so one failed job never ends the pipeline.
-                        catchError((err: unknown) => of(fail(env.job, err))),
-                        finalize(() => settle(env)),
-                      ),
-                    playerConcurrency,
+        // Two groups, refused and admitted (bounded, no duration needed). Not `connect`: it
+        // subscribes its Subject to the source as a plain observer, so a synchronous source would
+        // not see the result unsubscribed.
+        groupBy((d): d is Rejected<J> => 'rejected' in d),
+        mergeMap((d$) =>
+          d$.key
+            ? d$.pipe(map((d) => reject(d.job)))
+            : d$.pipe(
+                groupByPlayer({ key: (e) => e.key, lingerMs, scheduler }),
+                mergeMap((group$) =>
+                  group$.pipe(
+                    mergeMap(
+                      (env) =>
+                        // defer: work is called only once a worker is granted, and a throw from
+                        // it is answered with `fail` like an error from its observable.
+                        defer(() => (closing ? EMPTY : work(env.job))).pipe(
+                          pool.lease(),
+                          // Caught inside the flattening so one failed job never ends the pipeline.
+                          catchError((err: unknown) => of(fail(env.job, err))),
+                          finalize(() => settle(env)),
+                        ),
+                      playerConcurrency,
+                    ),
                   ),
                 ),
               ),
-            ),
-          ),
         ),
-      );
+      ).subscribe(subscriber);
     });
 }

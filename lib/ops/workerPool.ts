@@ -1,4 +1,4 @@
-import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
+import { Observable, tap, type MonoTypeOperatorFunction } from 'rxjs';
 
 export interface WorkerPoolConfig {
   /** Most sources subscribed at once through `lease()` (--workers). */
@@ -17,6 +17,8 @@ export interface WorkerPool {
    * ```
    */
   lease<T>(): MonoTypeOperatorFunction<T>;
+  /** Most workers held at once. */
+  readonly concurrency: number;
   /** Workers held now (≤ concurrency). */
   readonly busy: number;
   /** Subscribers waiting for a worker. Not bounded here: admission control in front bounds it. */
@@ -62,20 +64,14 @@ export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
     (source) =>
       new Observable<T>((subscriber) => {
         let held = false; // this subscription holds a worker
-        let inner: { unsubscribe(): void } | null = null;
         const start = (): void => {
           held = true;
-          inner = source.subscribe({
-            next: (v) => subscriber.next(v),
-            error: (e: unknown) => {
-              free();
-              subscriber.error(e);
-            },
-            complete: () => {
-              free();
-              subscriber.complete();
-            },
-          });
+          // Subscribing `subscriber` itself (not a plain observer) links the chain to it before
+          // the source starts, so a synchronous source sees `closed` as soon as the result is
+          // unsubscribed. The worker is freed before complete/error is passed on (the next
+          // waiter starts first), and on unsubscription only after the source is torn down
+          // (tap's `finalize` runs after the teardown), so sources never overlap past the cap.
+          source.pipe(tap({ error: free, complete: free, finalize: free })).subscribe(subscriber);
         };
         const free = (): void => {
           if (held) {
@@ -98,14 +94,12 @@ export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
             waiter = null;
             waiting--;
           }
-          inner?.unsubscribe();
-          inner = null;
-          free();
         };
       });
 
   return {
     lease,
+    concurrency,
     get busy() {
       return busy;
     },

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
@@ -74,13 +75,25 @@ export interface ApiServer {
 export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, logger: Logger): Promise<ApiServer> {
   const app: FastifyInstance = Fastify({ bodyLimit: API_BODY_LIMIT, logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
   const maxFrame = gate.cfg.maxFrame;
-  const expected = apiKey ? `Bearer ${apiKey}` : null;
+  const expected = apiKey ? Buffer.from(`Bearer ${apiKey}`) : null;
+  const authorized = (header: string | undefined): boolean => {
+    if (!expected) return true;
+    const got = Buffer.from(header ?? '');
+    return got.length === expected.length && timingSafeEqual(got, expected); // no early exit to time the key by
+  };
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (expected && req.url.startsWith('/v1/') && req.headers.authorization !== expected) {
+    // Decide by the route that matched, not the raw URL: the router percent-decodes the path,
+    // so `/%761/push` reaches the /v1/push handler while its raw URL does not start with /v1/.
+    const route = req.routeOptions.url ?? req.url;
+    if (route.startsWith('/v1/') && !authorized(req.headers.authorization)) {
       await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong Authorization: Bearer <api-key>' });
     }
   });
+  // JSON whatever the declared type (§4 "JSON in"): `curl -d '{…}'` sends form-urlencoded, fetch
+  // with a string body text/plain. Same parser (and prototype-poisoning checks) as application/json.
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send({ error: err.error, message: err.message });
     const status = err.statusCode ?? 500;

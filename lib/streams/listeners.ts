@@ -92,16 +92,24 @@ export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
 }
 
 /**
+ * Slack over --max-frame + header that ws still reads whole, so that the frame parser (not ws)
+ * judges the message and the client gets the BYE protocol_error of §2.1. ws cuts a message past
+ * `maxPayload` off itself with a close frame (1009), after which no BYE can be sent; a fixed
+ * 64 KiB keeps that to messages far over the limit even when --max-frame is small.
+ */
+const WS_OVERSIZE_SLACK = 64 * 1024;
+
+/**
  * The WebSocket listener (path `/`, binary frames) as an Observable of connections. The ws
- * `maxPayload` is --max-frame plus the header plus a little slack: a message slightly over
- * the limit still gets a BYE protocol_error from the frame parser, while a huge one is cut off
- * by ws itself (close 1009) before it is buffered.
+ * `maxPayload` is --max-frame plus the header plus WS_OVERSIZE_SLACK: a message up to 64 KiB
+ * over the limit still gets a BYE protocol_error from the frame parser, while a huge one is cut
+ * off by ws itself (close 1009) before it is buffered.
  */
 export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
   return new Observable<Connection>((subscriber) => {
     const wss = new WebSocketServer({
       noServer: true,
-      maxPayload: cfg.limits.maxFrame + HEADER_BYTES + Math.min(cfg.limits.maxFrame, 64 * 1024),
+      maxPayload: cfg.limits.maxFrame + HEADER_BYTES + WS_OVERSIZE_SLACK,
       perMessageDeflate: false,
       clientTracking: false,
     });

@@ -1,0 +1,136 @@
+/**
+ * Runs the built CLI (`node dist/bin/gate.js …`) as a child process for tests: collects stdout
+ * lines (pino JSON) and stderr, waits for a log line or the exit with a bound, and always kills
+ * what it started.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled CLI, relative to this compiled helper (dist/spec/helpers → dist/bin). */
+export const GATE_BIN = fileURLToPath(new URL('../../bin/gate.js', import.meta.url));
+/** How long a child gets to exit after SIGKILL before a test gives up on it, ms. */
+const KILL_WAIT_MS = 5_000;
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface GateProcess {
+  readonly child: ChildProcess;
+  /** Complete stdout lines so far. */
+  readonly lines: string[];
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  readonly exited: Promise<Exit>;
+  /** The first stdout line (past or future) parsing as JSON with `msg === msg`; rejects on exit or after `timeoutMs`. */
+  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the exit, or rejects after `timeoutMs` (the child is then killed). */
+  waitForExit(timeoutMs?: number): Promise<Exit>;
+  /** SIGKILL if still running; resolves once it has exited. */
+  kill(): Promise<void>;
+}
+
+/** The environment without any GATE_* variable of the test runner's, plus `env`. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATE_')) out[k] = v;
+  return { ...out, ...env };
+}
+
+export function spawnGate(args: string[], env: Record<string, string> = {}): GateProcess {
+  const child = spawn(process.execPath, [GATE_BIN, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let partial = '';
+  let err = '';
+  let exit: Exit | null = null;
+  const listeners = new Set<() => void>(); // re-checked on every new line and on exit
+  const changed = (): void => {
+    for (const l of [...listeners]) l();
+  };
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (s: string) => {
+    const parts = (partial + s).split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+    changed();
+  });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (s: string) => (err += s));
+  const exited = new Promise<Exit>((resolve) =>
+    child.once('close', (code, signal) => {
+      if (partial) lines.push(partial);
+      partial = '';
+      exit = { code, signal };
+      resolve(exit);
+      changed();
+    }),
+  );
+  const describe = (): string => `stdout: ${lines.slice(-10).join('\n') || '(none)'}; stderr: ${err || '(none)'}`;
+
+  const waitForLog = (msg: string, timeoutMs = 10_000): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        for (const line of lines) {
+          let v: unknown;
+          try {
+            v = JSON.parse(line);
+          } catch {
+            continue;
+          }
+          if (typeof v === 'object' && v !== null && (v as { msg?: unknown }).msg === msg) {
+            done();
+            resolve(v as Record<string, unknown>);
+            return;
+          }
+        }
+        if (exit) {
+          done();
+          reject(new Error(`gate exited (${JSON.stringify(exit)}) before logging "${msg}"; ${describe()}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${timeoutMs}ms waiting for the "${msg}" log line; ${describe()}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
+
+  const waitForExit = (timeoutMs = 10_000): Promise<Exit> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`timed out after ${timeoutMs}ms waiting for gate ${args.join(' ')} to exit; ${describe()}`));
+      }, timeoutMs);
+      void exited.then((e) => {
+        clearTimeout(timer);
+        resolve(e);
+      });
+    });
+
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    waitForLog,
+    waitForExit,
+    async kill() {
+      if (exit) return;
+      child.kill('SIGKILL');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, KILL_WAIT_MS).unref())]);
+    },
+  };
+}
+
+/** `host:port` → port. */
+export const portOf = (hostPort: unknown): number => {
+  const m = /:(\d+)$/.exec(String(hostPort));
+  if (!m) throw new Error(`not host:port: ${String(hostPort)}`);
+  return Number(m[1]);
+};
