@@ -51,16 +51,12 @@ async function serveCommand(argv: string[]): Promise<void> {
     if (isGatewayError(e)) die(2, `gate serve: ${e.message}`);
     throw e;
   }
-  let running;
-  try {
-    running = await serve(cfg);
-  } catch (e) {
-    if (isGatewayError(e, 'GW_ERR_LISTEN')) die(1, `gate serve: ${e.message}`);
-    die(1, `gate serve: failed to start: ${(e as Error).message}`);
-  }
+  // Signals during start-up are remembered and honoured once the gate is up (shutdown needs it started).
+  let running: Awaited<ReturnType<typeof serve>> | null = null;
   let signals = 0;
   const stop = (sig: string): void => {
     if (++signals > 1) die(1, `gate serve: second ${sig} during shutdown; exiting now`);
+    if (!running) return;
     running.shutdown().then(
       () => process.exit(0),
       (e: unknown) => die(1, `gate serve: shutdown failed: ${(e as Error).message}`),
@@ -68,6 +64,16 @@ async function serveCommand(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    running = await serve(cfg);
+  } catch (e) {
+    if (isGatewayError(e, 'GW_ERR_LISTEN')) die(1, `gate serve: ${e.message}`);
+    die(1, `gate serve: failed to start: ${(e as Error).message}`);
+  }
+  if (signals > 0) {
+    signals--;
+    stop('signal');
+  }
 }
 
 async function main(): Promise<void> {

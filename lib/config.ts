@@ -46,6 +46,11 @@ export interface GateConfig {
   readonly eventsQueueMax: number;
   /** PUT /gates/{id} period (§3: 10 s). */
   readonly registerEveryMs: number;
+  /** First and largest wait between failed POST /events, ms. */
+  readonly eventsBackoffMs: number;
+  readonly eventsBackoffMaxMs: number;
+  /** How long shutdown waits for queued events to be posted, ms. */
+  readonly eventsFlushMs: number;
 }
 
 type Kind = 'hostport' | 'hostport-off' | 'url' | 'auth' | 'string' | 'duration' | 'size' | 'int' | 'file' | 'level';
@@ -191,6 +196,20 @@ export function readEnv(env: NodeJS.ProcessEnv): RawOptions {
  * Throws GatewayError(GW_ERR_CONFIG) whose message is one line naming the option.
  */
 export function buildConfig(flags: RawOptions, env: RawOptions, file: RawOptions, pid = process.pid): GateConfig {
+  try {
+    return validate(flags, env, file, pid);
+  } catch (e) {
+    // Say where a bad value came from when it was not a flag, so GATE_* and --config mistakes are findable.
+    const option = e instanceof GatewayError ? (e.details?.option as string | undefined) : undefined;
+    if (option && flags[option] === undefined) {
+      const from = env[option] !== undefined ? envName(option) : file[option] !== undefined ? 'the --config file' : null;
+      if (from) throw new GatewayError('GW_ERR_CONFIG', `${e instanceof Error ? e.message : ''} (from ${from})`, { option });
+    }
+    throw e;
+  }
+}
+
+function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: number): GateConfig {
   const raw: RawOptions = {};
   for (const o of OPTIONS) raw[o.flag] = flags[o.flag] ?? env[o.flag] ?? file[o.flag] ?? o.def;
   const str = (f: string): string | null => (raw[f] === undefined || raw[f] === '' ? null : raw[f]);
@@ -273,6 +292,9 @@ export function buildConfig(flags: RawOptions, env: RawOptions, file: RawOptions
     eventsBatchMax: 100,
     eventsQueueMax: 10_000,
     registerEveryMs: 10_000,
+    eventsBackoffMs: 200,
+    eventsBackoffMaxMs: 5_000,
+    eventsFlushMs: 5_000,
   };
 }
 

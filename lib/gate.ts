@@ -108,6 +108,8 @@ export class Gate {
   /** False while starting and from the start of shutdown (`/readyz`). */
   ready = false;
   private draining = false;
+  /** Set once registration started: only then does shutdown flush events and DELETE /gates. */
+  private registered = false;
   private readonly log: Logger;
   private readonly rpc: RpcClient | null;
   private readonly backend: BackendClient | null;
@@ -142,7 +144,7 @@ export class Gate {
     this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
     const backend = this.backend;
     this.events = backend
-      ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, baseBackoffMs: 200, maxBackoffMs: 5_000 }, (err, attempt) =>
+      ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, baseBackoffMs: cfg.eventsBackoffMs, maxBackoffMs: cfg.eventsBackoffMaxMs }, (err, attempt) =>
           this.log.warn({ err: (err as Error).message, attempt, queued: this.events?.length }, 'backend /events failed; retrying'),
         )
       : null;
@@ -199,6 +201,7 @@ export class Gate {
   startRegistration(): void {
     const backend = this.backend;
     if (!backend) return;
+    this.registered = true;
     this.subs.add(
       timer(0, this.cfg.registerEveryMs)
         .pipe(
@@ -552,6 +555,7 @@ export class Gate {
    */
   async shutdown(step: (name: string) => void = () => undefined): Promise<void> {
     if (this.draining) return;
+    const registered = this.registered;
     this.ready = false;
     this.draining = true;
     step('not ready');
@@ -566,11 +570,12 @@ export class Gate {
     } else step('no requests in flight');
     for (const s of [...this.store.all()]) this.endSession(s, 'shutdown', new GatewayError('GW_ERR_SHUTDOWN'));
     step('sessions ended');
-    if (this.events) {
-      const ok = await this.events.flushed(5_000);
+    // A gate that never finished starting never told the backend anything: nothing to flush or withdraw.
+    if (this.events && registered) {
+      const ok = await this.events.flushed(this.cfg.eventsFlushMs);
       step(ok ? 'events flushed' : `events not flushed (${this.events.length} left)`);
     }
-    if (this.backend) {
+    if (this.backend && registered) {
       try {
         await this.backend.deleteGate(this.cfg.gateId);
         step('gate deregistered');

@@ -11,7 +11,7 @@ export interface DecodeFramesConfig {
  * Turns a stream of TCP chunks, split anywhere, into frames. Malformed input errors the stream
  * with a GatewayError (GW_ERR_FRAME_*) after the frames that preceded it.
  * ```text
- * chunks:  -a---b--c--|        a+b hold frame 1, c holds frames 2 and 3
+ * chunks:  -a---b--c---|       a+b hold frame 1, c holds frames 2 and 3
  * result:  -----1--(23)|
  * ```
  * Bound: at most 12 + maxFrame bytes buffered (FrameDecoder checks the length prefix first).

@@ -51,8 +51,8 @@ interface Rejected<J> {
  * The request path's worker pool: admission control, then per-player groups, each a
  * `mergeMap(work, playerConcurrency)`, each job leasing one of the global workers.
  * ```text
- * jobs:    -a-b-c-|        a, b: player 1; c: player 2; playerConcurrency = 1, workers = 2, work = 3 frames
- * result:  ----A-Cb--B|    b waits for a (same player); c runs beside a
+ * jobs:    -a-b-x-|        a, b: player 1; x: player 2; playerConcurrency = 1, workers = 2, work = 3 frames
+ * result:  ----A--B(X|)    b waits for a (same player); x runs beside b
  * ```
  * Bound: admitted − running ≤ queueMax; past it `reject(job)` is emitted at once. Nothing
  * else buffers: the per-group mergeMap queues and the pool's waiters are both inside that count.

@@ -53,7 +53,14 @@ export function gotBackendClient({ baseUrl, gateId, timeoutMs, retries }: Backen
     throwHttpErrors: true,
     followRedirect: false,
     // POST is not idempotent by got's default; /connect and /events are safe to repeat here.
-    retry: { limit: retries, methods: ['POST', 'PUT', 'DELETE'], statusCodes: [502, 503, 504], backoffLimit: 1_000 },
+    // got's default backoff starts at 1 s: too slow for a login waiting on /connect. Retries
+    // here wait 100 ms, 200 ms, … capped at 500 ms (plus got's up-to-100 ms noise).
+    retry: {
+      limit: retries,
+      methods: ['POST', 'PUT', 'DELETE'],
+      statusCodes: [502, 503, 504],
+      calculateDelay: ({ attemptCount, computedValue }) => (computedValue === 0 ? 0 : Math.min(100 * 2 ** (attemptCount - 1), 500)),
+    },
   });
   return {
     async connect(body) {
