@@ -5,6 +5,7 @@ import {
   NEVER,
   Subject,
   Subscription,
+  asyncScheduler,
   catchError,
   connect,
   exhaustMap,
@@ -21,6 +22,7 @@ import {
   takeUntil,
   timer,
   type Observable,
+  type SchedulerLike,
 } from 'rxjs';
 import { authenticator, type Authenticator } from './auth.js';
 import type { GateConfig } from './config.js';
@@ -85,6 +87,8 @@ export interface GateDeps {
   backend?: BackendClient | null;
   /** Jitter source for backoff; injected for deterministic tests. */
   random?: () => number;
+  /** Clock of the session idle timeouts (--idle-timeout); a virtual one lets tests move it. */
+  idleScheduler?: SchedulerLike;
 }
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
@@ -124,6 +128,7 @@ export class Gate {
   private readonly idleSubs = new WeakMap<Session, Subscription>();
   private nextConnId = 1;
   private readonly random: () => number;
+  private readonly idleScheduler: SchedulerLike;
 
   constructor(
     readonly cfg: GateConfig,
@@ -133,6 +138,7 @@ export class Gate {
     this.metrics = createMetrics(cfg.gateId);
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
+    this.idleScheduler = deps.idleScheduler ?? asyncScheduler;
     this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
     this.backend =
       deps.backend !== undefined
@@ -313,10 +319,33 @@ export class Gate {
       return EMPTY;
     }
     s.touch();
+    // Inflated (and so copied) first: a bad body is a protocol error whatever the window says.
     const body = Buffer.from(inboundBody(f, this.cfg.maxFrame));
+    if (f.seq !== 0) {
+      // §2.5: a seq seen before never runs upstream twice.
+      const v = s.window.admit(f.seq);
+      switch (v.kind) {
+        case 'running':
+          this.metrics.requests.inc({ outcome: 'duplicate' });
+          return EMPTY; // its answer goes to the session's link when it completes
+        case 'done':
+          this.metrics.requests.inc({ outcome: 'duplicate' });
+          this.sendAnswer(s, conn, v.answer);
+          return EMPTY;
+        case 'stale':
+          this.metrics.requests.inc({ outcome: 'stale_request' });
+          conn.send(errorFrame(f.seq, f.route, 'STALE_REQUEST', `seq ${f.seq} is older than the request window or not increasing`));
+          return EMPTY;
+        case 'new':
+          break;
+      }
+    }
     if (this.draining) {
       this.metrics.requests.inc({ outcome: 'overloaded' });
-      if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'OVERLOADED', 'gate is shutting down'));
+      if (f.seq !== 0) {
+        s.window.forget(f.seq);
+        conn.send(errorFrame(f.seq, f.route, 'OVERLOADED', 'gate is shutting down'));
+      }
       return EMPTY;
     }
     return of({ session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent });
@@ -355,7 +384,7 @@ export class Gate {
     if (!conn.isOpen) return; // the link went away while the backend was deciding
     const old = this.store.byPlayer(res.playerId);
     if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
-    const s = new Session(res.playerId, conn, this.cfg.bufferMax, hello.compress, sessionId);
+    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, requestWindow: this.cfg.requestWindow, compress: hello.compress, sessionId });
     this.store.add(s);
     st.session = s;
     st.phase = 'online';
@@ -404,7 +433,7 @@ export class Gate {
 
   /** The session's idle clock: --idle-timeout without a REQUEST ends it (BYE idle). */
   private watchIdle(s: Session): void {
-    const sub = s.activity$.pipe(idleTimeout<void>({ idleMs: this.cfg.idleTimeoutMs })).subscribe({
+    const sub = s.activity$.pipe(idleTimeout<void>({ idleMs: this.cfg.idleTimeoutMs, scheduler: this.idleScheduler })).subscribe({
       error: (e: unknown) => this.endSession(s, 'idle', e as GatewayError),
     });
     this.idleSubs.set(s, sub);
@@ -484,21 +513,35 @@ export class Gate {
     );
   }
 
-  /** Sends an answer on whatever link its session has now (a resumed session gets it on the new one). */
+  /**
+   * Records an answer in the session's request window, then sends it on whatever link the
+   * session has now: an answer that lands while the session is detached waits in the window
+   * for the client to re-send the seq after resuming.
+   */
   private deliver({ job, outcome }: Answer): void {
     this.metrics.requests.inc({ outcome: outcome.ok ? 'ok' : outcome.code.toLowerCase() });
     if (job.seq === 0) return; // notify: no answer
     const s = job.session;
-    const conn = s.conn;
-    if (!conn) return;
+    let answer: Frame;
     if (outcome.ok) {
-      const f = outboundFrame(FrameType.RESPONSE, job.route, job.seq, outcome.body, s.compress);
-      if (f.body.length > this.cfg.maxFrame) {
-        conn.send(errorFrame(job.seq, job.route, 'UPSTREAM_STATUS', `response body of ${f.body.length} bytes is over --max-frame`, 502));
+      // The RpcClient stops reading a reply at --max-frame, so every body here fits in a frame.
+      answer = frame(FrameType.RESPONSE, job.seq, outcome.body, job.route);
+    } else {
+      answer = errorFrame(job.seq, job.route, outcome.code, outcome.message, outcome.status);
+      // Refused before it ran: the client may re-send the same seq and have it run.
+      if (outcome.code === 'OVERLOADED') {
+        s.window.forget(job.seq);
+        if (s.conn) s.conn.send(answer);
         return;
       }
-      conn.send(f);
-    } else conn.send(errorFrame(job.seq, job.route, outcome.code, outcome.message, outcome.status));
+    }
+    s.window.complete(job.seq, answer);
+    if (s.conn) this.sendAnswer(s, s.conn, answer);
+  }
+
+  /** RESPONSE bodies are kept uncompressed in the window and deflated per link, as that link asked. */
+  private sendAnswer(s: Session, conn: Connection, answer: Frame): void {
+    conn.send(answer.type === FrameType.RESPONSE ? outboundFrame(FrameType.RESPONSE, answer.route, answer.seq, answer.body, s.compress) : answer);
   }
 
   // ---------------------------------------------------------------- push API

@@ -14,6 +14,8 @@ export type WindowVerdict =
 const NEW: WindowVerdict = { kind: 'new' };
 const RUNNING: WindowVerdict = { kind: 'running' };
 const STALE: WindowVerdict = { kind: 'stale' };
+/** Marks a seq that was refused before it ran (OVERLOADED): a re-send may run it. */
+const NOT_RUN = Symbol('not run');
 
 /**
  * The per-session request window (§2.5): the outcome of the last `size` request seqs, so a
@@ -22,8 +24,8 @@ const STALE: WindowVerdict = { kind: 'stale' };
  * entries (each answer at most --max-frame bytes).
  */
 export class RequestWindow {
-  /** seq → answer frame, or null while running. */
-  private readonly entries = new Map<number, Frame | null>();
+  /** seq → answer frame, null while running, NOT_RUN when refused before running. */
+  private readonly entries = new Map<number, Frame | null | typeof NOT_RUN>();
   /** Highest seq admitted. */
   private highest = 0;
 
@@ -34,6 +36,10 @@ export class RequestWindow {
   /** Classifies `seq` and, when new, records it as running. seq 0 (notify) is never windowed. */
   admit(seq: number): WindowVerdict {
     const e = this.entries.get(seq);
+    if (e === NOT_RUN) {
+      this.entries.set(seq, null);
+      return NEW;
+    }
     if (e !== undefined) return e === null ? RUNNING : { kind: 'done', answer: e };
     if (seq <= this.highest) return STALE;
     this.highest = seq;
@@ -48,6 +54,11 @@ export class RequestWindow {
   /** Records the answer of a running seq (ignored if it already left the window). */
   complete(seq: number, answer: Frame): void {
     if (this.entries.has(seq)) this.entries.set(seq, answer);
+  }
+
+  /** The seq was refused without running (OVERLOADED): a re-send of it runs, once. */
+  forget(seq: number): void {
+    if (this.entries.has(seq)) this.entries.set(seq, NOT_RUN);
   }
 
   get length(): number {

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Subject, type Observable } from 'rxjs';
 import type { Connection } from './connection.js';
 import { PushBuffer } from './pushBuffer.js';
+import { RequestWindow } from './requestWindow.js';
 
 export type SessionState = 'online' | 'detached' | 'ended';
 
@@ -20,25 +21,34 @@ export class Session {
   /** Last push seq assigned (pushes are numbered 1, 2, 3 … per session). */
   pushSeq = 0;
   readonly buffer: PushBuffer;
+  /** Outcomes of the last --request-window request seqs (§2.5). */
+  readonly window: RequestWindow;
   /** Client asked for compressed RESPONSE/PUSH bodies (§2.2). */
   compress: boolean;
   /** Each REQUEST ticks it; the session's idle clock (idleTimeout) watches it. */
   private readonly activity = new Subject<void>();
   readonly activity$: Observable<void> = this.activity.asObservable();
 
-  constructor(
-    readonly playerId: string,
-    conn: Connection,
-    bufferMax: number,
-    compress: boolean,
+  readonly playerId: string;
+
+  constructor(o: {
+    playerId: string;
+    conn: Connection;
+    /** --buffer-max */
+    bufferMax: number;
+    /** --request-window */
+    requestWindow: number;
+    compress: boolean;
     /** Chosen before login when the backend must see it (POST /connect names the session to be). */
-    sessionId: string = randomUUID(),
-  ) {
-    this.sessionId = sessionId;
+    sessionId?: string;
+  }) {
+    this.playerId = o.playerId;
+    this.sessionId = o.sessionId ?? randomUUID();
     this.resumeToken = randomBytes(18).toString('base64url');
-    this.conn = conn;
-    this.buffer = new PushBuffer(bufferMax);
-    this.compress = compress;
+    this.conn = o.conn;
+    this.buffer = new PushBuffer(o.bufferMax);
+    this.window = new RequestWindow(o.requestWindow);
+    this.compress = o.compress;
   }
 
   touch(): void {

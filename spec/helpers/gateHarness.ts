@@ -1,5 +1,6 @@
 import pino from 'pino';
 import { testConfig, type GateConfig } from '../../lib/config.js';
+import type { GateDeps } from '../../lib/gate.js';
 import { serve, type RunningGate } from '../../lib/serve.js';
 import { startFakeBackend, type FakeBackend, type FakeHandler } from './fakeBackend.js';
 
@@ -20,10 +21,10 @@ const portOf = (a: string | null): number => Number(a?.split(':').pop() ?? 0);
  * A real gate on 127.0.0.1 (ports chosen by the OS) in front of a fake backend. `over` changes
  * config; by default auth is `upstream` against the fake (whose /connect names the token).
  */
-export async function startGate(over: Partial<GateConfig> = {}, handler?: FakeHandler): Promise<Harness> {
+export async function startGate(over: Partial<GateConfig> = {}, handler?: FakeHandler, deps: Partial<GateDeps> = {}): Promise<Harness> {
   const backend = await startFakeBackend(handler);
   const cfg = testConfig({ upstream: backend.url, auth: 'upstream', ...over });
-  const gate = await serve(cfg, { logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }) });
+  const gate = await serve(cfg, { logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }), ...deps });
   let closed = false;
   return {
     gate,
