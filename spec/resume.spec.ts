@@ -35,7 +35,7 @@ for (const transport of ['tcp', 'ws'] as const) {
     const hb = heldBackend();
     const connect = (): Promise<TestClient> => (transport === 'tcp' ? connectTcp(h.tcpPort) : connectWs(h.wsPort));
     before(async () => {
-      h = await startGate({ bufferMax: 3, requestWindow: 4 }, hb.handler as never);
+      h = await startGate({ bufferMax: 3, requestWindow: 4 }, hb.handler);
     });
     after(() => h.close());
 
