@@ -490,6 +490,9 @@ export class Gate {
     const rpc = this.rpc;
     if (!rpc) return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'no backend configured' } });
     const s = j.session;
+    // Queued behind its player's earlier requests until now: a session that ended meanwhile
+    // (kick, logout, replaced, idle) has nobody to answer, so the backend is spared the call.
+    if (s.state === 'ended') return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'session ended before the request ran' } });
     const headers: Record<string, string> = {
       'x-gate-id': this.cfg.gateId,
       'x-player-id': s.playerId,

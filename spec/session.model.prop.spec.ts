@@ -1,0 +1,406 @@
+/**
+ * Model-based test (fast-check `fc.commands`) of sessions, resume and exactly-once requests,
+ * driving a real in-process gate over real sockets against a fake backend. After every
+ * command: each push reaches the client at most once and in seq order; without overflow every
+ * push arrives exactly once; `gap` is reported exactly when a needed push was dropped; each
+ * request seq runs upstream at most once and is answered at most once (exactly once when its
+ * session survives); backend events follow online → (detached → resumed)* → offline.
+ * The session idle clock is a virtual one (`idleScheduler`) that the Idle command moves.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { VirtualTimeScheduler } from 'rxjs';
+import { FrameType, frame, type Frame } from '../lib/frame.js';
+import { api, startGate, type Harness } from './helpers/gateHarness.js';
+import { connectTcp, connectWs, json, type TestClient, type WelcomeBody } from './helpers/testClient.js';
+import { waitFor } from './helpers/wait.js';
+
+const RUNS = Number(process.env.FC_RUNS ?? 15);
+const BUFFER_MAX = 4;
+const IDLE_MS = 60_000;
+
+interface Model {
+  session: boolean;
+  connected: boolean;
+  pushSeq: number;
+  /** Highest push seq the client holds (pushes arrive in order, so contiguous). */
+  delivered: number;
+  acked: number;
+  /** Seqs the gate keeps (unacked, at most BUFFER_MAX). */
+  kept: number[];
+  droppedMax: number;
+  nextReq: number;
+  /** Requests of the current session sent and not yet answered to the client. */
+  pending: Set<number>;
+  /** Requests not yet completed at the gate, in order (player concurrency 1: only the head runs). */
+  queue: { seq: number; hold: boolean }[];
+}
+
+/** The real side: one player per run, a link at a time. */
+class Real {
+  client: TestClient | null = null;
+  welcome: WelcomeBody | null = null;
+  /** Every session this run created, with the push seqs and answers its links received. */
+  sessions = new Map<string, { pushes: number[]; answers: Map<number, number> }>();
+  constructor(
+    readonly h: Harness,
+    readonly clock: VirtualTimeScheduler,
+    readonly playerId: string,
+    readonly transport: 'tcp' | 'ws',
+    readonly release: Map<string, () => void>,
+  ) {}
+
+  connect(): Promise<TestClient> {
+    return this.transport === 'tcp' ? connectTcp(this.h.tcpPort) : connectWs(this.h.wsPort);
+  }
+
+  /** Attaches a fresh link's frames to the session's record as they arrive (observed on every check). */
+  track(): void {
+    const c = this.client!;
+    const rec = this.sessions.get(this.welcome!.sessionId)!;
+    const seen = new Set<Frame>();
+    const scan = (): void => {
+      for (const f of c.frames) {
+        if (seen.has(f)) continue;
+        seen.add(f);
+        if (f.type === FrameType.PUSH) rec.pushes.push(f.seq);
+        if (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR) rec.answers.set(f.seq, (rec.answers.get(f.seq) ?? 0) + 1);
+      }
+    };
+    this.scan = scan;
+  }
+
+  scan: () => void = () => undefined;
+
+  async player(): Promise<{ status: number; body: { state?: string; buffered?: number } }> {
+    return api(this.h, 'GET', `/v1/players/${this.playerId}`);
+  }
+
+  requestId(seq: number): string {
+    return `${this.welcome!.sessionId}.${seq}`;
+  }
+
+  check(m: Model): void {
+    this.scan();
+    for (const [sid, rec] of this.sessions) {
+      for (let i = 1; i < rec.pushes.length; i++) assert.ok(rec.pushes[i]! > rec.pushes[i - 1]!, `session ${sid}: pushes out of order or twice: ${rec.pushes.join(',')}`);
+      for (const [seq, n] of rec.answers) assert.ok(n <= 1, `session ${sid}: seq ${seq} answered ${n} times`);
+    }
+    const byId = new Map<string, number>();
+    for (const c of this.h.backend.calls) {
+      const id = c.headers['x-request-id'];
+      if (typeof id === 'string' && id.includes('.')) byId.set(id, (byId.get(id) ?? 0) + 1);
+    }
+    for (const [id, n] of byId) assert.ok(n <= 1, `request ${id} ran upstream ${n} times`);
+    if (m.session && m.connected) assert.equal(this.sessions.get(this.welcome!.sessionId)!.pushes.at(-1) ?? 0, m.delivered, 'client holds every push up to delivered');
+  }
+}
+
+type Cmd = fc.AsyncCommand<Model, Real>;
+
+const freshModel = (m: Model): void => {
+  Object.assign(m, { session: true, connected: true, pushSeq: 0, delivered: 0, acked: 0, kept: [], droppedMax: 0, pending: new Set(), queue: [] });
+};
+
+/**
+ * Runs the player's queue forward as the gate does: quick requests complete at once, a held
+ * one stops the queue at the backend. Waits for what the client (if connected) must receive.
+ */
+async function advance(m: Model, r: Real): Promise<void> {
+  while (m.queue.length > 0) {
+    const head = m.queue[0]!;
+    const id = r.requestId(head.seq);
+    if (head.hold) {
+      await waitFor(`backend holds ${id}`, () => r.release.has(id));
+      return;
+    }
+    m.queue.shift();
+    if (m.connected) {
+      const a = await r.client!.next((f) => f.type === FrameType.RESPONSE && f.seq === head.seq);
+      assert.equal(a.body.toString(), `v${head.seq}`);
+      m.pending.delete(head.seq);
+    }
+  }
+  if (!m.connected) await waitFor('the gate has run the queue', async () => {
+    const st = (await api(r.h, 'GET', '/v1/stats')).body as { inflight: number; queued: number };
+    return st.inflight === r.release.size && st.queued === 0;
+  });
+}
+
+/** The session ended: the backend answers whatever it held of it (nobody will get those answers). */
+async function letGo(m: Model, r: Real): Promise<void> {
+  for (const [id, go] of r.release) if (r.sessions.has(id.slice(0, id.lastIndexOf('.')))) (go(), r.release.delete(id));
+  await waitFor('nothing left in flight', async () => {
+    const st = (await api(r.h, 'GET', '/v1/stats')).body as { inflight: number; queued: number };
+    return st.inflight === r.release.size && st.queued === 0;
+  });
+  Object.assign(m, { session: false, connected: false, pending: new Set(), queue: [] });
+}
+
+async function login(r: Real, body: object): Promise<WelcomeBody> {
+  const c = await r.connect();
+  const w = await c.hello({ token: r.playerId, ...body });
+  r.client = c;
+  r.welcome = w;
+  if (!r.sessions.has(w.sessionId)) r.sessions.set(w.sessionId, { pushes: [], answers: new Map() });
+  r.track();
+  return w;
+}
+
+async function endedByGate(r: Real, code: string): Promise<void> {
+  const c = r.client;
+  if (c && !c.isClosed) {
+    const bye = await c.next((f) => f.type === FrameType.BYE);
+    assert.equal((json(bye) as { code: string }).code, code);
+  }
+  r.client = null;
+}
+
+class Login implements Cmd {
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const old = r.client;
+    const w = await login(r, {});
+    assert.equal(w.resumed, false);
+    assert.equal(w.lastSeq, 0);
+    if (old && m.connected) {
+      const bye = await old.next((f) => f.type === FrameType.BYE);
+      assert.equal((json(bye) as { code: string }).code, 'replaced');
+    }
+    if (m.session) await letGo(m, r);
+    freshModel(m);
+    r.check(m);
+  }
+  toString = (): string => 'Login';
+}
+
+class Push implements Cmd {
+  constructor(readonly n: number) {}
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const res = await api(r.h, 'POST', '/v1/push', { playerId: r.playerId, route: 9, data: { n: this.n } });
+    if (!m.session) {
+      assert.equal(res.status, 404);
+      return;
+    }
+    const seq = ++m.pushSeq;
+    assert.deepEqual(res.body, { seq, status: m.connected ? 'sent' : 'buffered' });
+    m.kept.push(seq);
+    if (m.kept.length > BUFFER_MAX) m.droppedMax = m.kept.shift()!;
+    if (m.connected) {
+      await r.client!.next((f) => f.type === FrameType.PUSH && f.seq === seq);
+      m.delivered = seq;
+    }
+    r.check(m);
+  }
+  toString = (): string => `Push(${this.n})`;
+}
+
+class Drop implements Cmd {
+  check = (m: Readonly<Model>): boolean => m.session && m.connected;
+  async run(m: Model, r: Real): Promise<void> {
+    r.scan();
+    await r.client!.destroy();
+    r.client = null;
+    await waitFor('session detached', async () => (await r.player()).body.state === 'detached');
+    m.connected = false;
+    r.check(m);
+  }
+  toString = (): string => 'Drop';
+}
+
+class Resume implements Cmd {
+  // Always possible when not connected: a resume of an ended session is a fresh login.
+  check = (m: Readonly<Model>): boolean => !m.connected;
+  async run(m: Model, r: Real): Promise<void> {
+    const before = r.welcome!;
+    const lastSeq = m.delivered;
+    const w = await login(r, { resume: { sessionId: before.sessionId, resumeToken: before.resumeToken, lastSeq } });
+    if (!m.session) {
+      assert.equal(w.resumed, false, 'a resume of an ended session is a fresh login');
+      freshModel(m);
+      r.check(m);
+      return;
+    }
+    assert.equal(w.resumed, true);
+    assert.equal(w.sessionId, before.sessionId);
+    assert.equal(w.gap, m.droppedMax > Math.max(lastSeq, m.acked), 'gap exactly when a needed push was dropped');
+    const replay = m.kept.filter((s) => s > lastSeq);
+    for (const s of replay) await r.client!.next((f) => f.type === FrameType.PUSH && f.seq === s);
+    if (!w.gap) assert.deepEqual(replay, range(lastSeq + 1, m.pushSeq), 'without overflow every push arrives exactly once');
+    m.acked = Math.max(m.acked, lastSeq);
+    m.kept = m.kept.filter((s) => s > lastSeq);
+    m.delivered = m.pushSeq;
+    m.connected = true;
+    // The client re-sends every unanswered request with its same seq; answers kept while detached come back now.
+    const inQueue = new Set(m.queue.map((q) => q.seq));
+    for (const seq of [...m.pending].sort((a, b) => a - b)) {
+      r.client!.request(1, seq, Buffer.from(m.queue.find((q) => q.seq === seq)?.hold ? 'hold' : `v${seq}`));
+      if (!inQueue.has(seq)) {
+        const a = await r.client!.next((f) => (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR) && f.seq === seq);
+        assert.equal(a.type, FrameType.RESPONSE, 'the stored answer comes back');
+        m.pending.delete(seq);
+      }
+    }
+    r.check(m);
+  }
+  toString = (): string => 'Resume';
+}
+
+class Request implements Cmd {
+  constructor(readonly hold: boolean) {}
+  check = (m: Readonly<Model>): boolean => m.session && m.connected;
+  async run(m: Model, r: Real): Promise<void> {
+    const seq = m.nextReq++;
+    r.client!.request(1, seq, Buffer.from(this.hold ? 'hold' : `v${seq}`));
+    m.pending.add(seq);
+    m.queue.push({ seq, hold: this.hold });
+    if (m.queue.length === 1) await advance(m, r);
+    r.check(m);
+  }
+  toString = (): string => `Request(${this.hold ? 'held' : 'quick'})`;
+}
+
+class Release implements Cmd {
+  check = (m: Readonly<Model>): boolean => m.session && m.queue.length > 0 && m.queue[0]!.hold;
+  async run(m: Model, r: Real): Promise<void> {
+    const head = m.queue.shift()!;
+    const id = r.requestId(head.seq);
+    r.release.get(id)!();
+    r.release.delete(id);
+    if (m.connected) {
+      await r.client!.next((f) => f.type === FrameType.RESPONSE && f.seq === head.seq);
+      m.pending.delete(head.seq);
+    } else await r.h.backend.waitForCall((c) => c.headers['x-request-id'] === id && c.status !== undefined, `answer to ${id}`);
+    await advance(m, r);
+    r.check(m);
+  }
+  toString = (): string => 'Release';
+}
+
+class Ack implements Cmd {
+  check = (m: Readonly<Model>): boolean => m.session && m.connected;
+  async run(m: Model, r: Real): Promise<void> {
+    r.client!.send(frame(FrameType.ACK, m.delivered));
+    m.acked = Math.max(m.acked, m.delivered);
+    m.kept = m.kept.filter((s) => s > m.delivered);
+    await waitFor('ACK trims the buffer', async () => (await r.player()).body.buffered === m.kept.length);
+    r.check(m);
+  }
+  toString = (): string => 'Ack';
+}
+
+class Kick implements Cmd {
+  check = (m: Readonly<Model>): boolean => m.session;
+  async run(m: Model, r: Real): Promise<void> {
+    const res = await api(r.h, 'POST', '/v1/kick', { playerId: r.playerId });
+    assert.equal(res.status, 200);
+    if (m.connected) await endedByGate(r, 'kicked');
+    await letGo(m, r);
+    r.check(m);
+  }
+  toString = (): string => 'Kick';
+}
+
+class Idle implements Cmd {
+  check = (m: Readonly<Model>): boolean => m.session;
+  async run(m: Model, r: Real): Promise<void> {
+    r.clock.maxFrames = r.clock.frame + IDLE_MS;
+    r.clock.flush();
+    if (m.connected) await endedByGate(r, 'idle');
+    await waitFor('session ended', async () => (await r.player()).status === 404);
+    await letGo(m, r);
+    r.check(m);
+  }
+  toString = (): string => 'Idle';
+}
+
+const range = (a: number, b: number): number[] => Array.from({ length: Math.max(0, b - a + 1) }, (_, i) => a + i);
+
+describe('sessions, resume and exactly-once (model-based)', () => {
+  let h: Harness;
+  const clock = new VirtualTimeScheduler();
+  const release = new Map<string, () => void>();
+  before(async () => {
+    h = await startGate(
+      { bufferMax: BUFFER_MAX, requestWindow: 64, idleTimeoutMs: IDLE_MS, eventsBackoffMs: 10, eventsBackoffMaxMs: 50 },
+      async (req) => {
+        if (req.path === '/connect') return { status: 200, body: { playerId: (JSON.parse(req.body.toString()) as { token: string }).token } };
+        if (req.path.startsWith('/rpc/')) {
+          if (req.body.toString() === 'hold') {
+            const id = String(req.headers['x-request-id']);
+            await new Promise<void>((resolve) => release.set(id, resolve));
+          }
+          return { status: 200, body: req.body };
+        }
+        return { status: 204 };
+      },
+      { idleScheduler: clock },
+    );
+  });
+  after(async () => {
+    for (const f of release.values()) f();
+    await h.close();
+  });
+
+  const commands = [
+    fc.constant(new Login()),
+    fc.integer({ min: 1, max: 999 }).map((n) => new Push(n)),
+    fc.constant(new Drop()),
+    fc.constant(new Resume()),
+    fc.boolean().map((hold) => new Request(hold)),
+    fc.constant(new Release()),
+    fc.constant(new Ack()),
+    fc.constant(new Kick()),
+    fc.constant(new Idle()),
+  ];
+  let run = 0;
+  let longest = 0;
+
+  for (const transport of ['tcp', 'ws'] as const) {
+    it(`should keep every session invariant under random commands over ${transport}`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'large' }), async (cmds) => {
+          const r = new Real(h, clock, `model-${transport}-${++run}`, transport, release);
+          const m: Model = { session: false, connected: false, pushSeq: 0, delivered: 0, acked: 0, kept: [], droppedMax: 0, nextReq: 1, pending: new Set(), queue: [] };
+          // Every run starts logged in; the commands take it from there.
+          await new Login().run(m, r);
+          const list = [...cmds];
+          longest = Math.max(longest, list.length);
+          try {
+            await fc.asyncModelRun(() => ({ model: m, real: r }), cmds);
+            // Settle: release what is held, resume if detached, and every surviving request is answered exactly once.
+            if (m.session && !m.connected) await new Resume().run(m, r);
+            while (m.session && m.queue.length > 0) await new Release().run(m, r);
+            if (m.session) {
+              r.check(m);
+              const rec = r.sessions.get(r.welcome!.sessionId)!;
+              for (let seq = 1; seq < m.nextReq; seq++) if (rec.answers.has(seq)) assert.equal(rec.answers.get(seq), 1);
+              assert.equal(m.pending.size, 0, `unanswered: ${[...m.pending].join(',')}`);
+            }
+            if (r.client && !r.client.isClosed) await r.client.close();
+            if (m.session) await api(h, 'POST', '/v1/kick', { playerId: r.playerId });
+            // Events for every session of this player: online → (detached → resumed)* → offline.
+            await waitFor('events posted', () => h.gate.gate.events!.length === 0);
+            const mine = h.backend.events({ acceptedOnly: true }).filter((e) => e.playerId === r.playerId);
+            for (const sid of r.sessions.keys()) {
+              const seq = mine.filter((e) => e.sessionId === sid).map((e) => e.type).join(',');
+              await waitFor(`offline for ${sid}`, () => h.backend.events({ acceptedOnly: true }).some((e) => e.sessionId === sid && e.type === 'offline'));
+              const all = h.backend.events({ acceptedOnly: true }).filter((e) => e.sessionId === sid).map((e) => e.type).join(',');
+              assert.match(all, /^online(,detached,resumed)*(,detached)?,offline$/, `events of ${sid}: ${all} (was ${seq})`);
+            }
+          } finally {
+            if (r.client && !r.client.isClosed) await r.client.destroy();
+          }
+        }),
+        { numRuns: RUNS, interruptAfterTimeLimit: 60_000 },
+      );
+    });
+  }
+
+  it('should have covered command sequences', () => {
+    assert.ok(longest > 0);
+    process.stdout.write(`# model runs: ${run}, longest command sequence: ${longest}\n`);
+  });
+});
