@@ -130,7 +130,11 @@ async function advance(m: Model, r: Real): Promise<void> {
 
 /** The session ended: the backend answers whatever it held of it (nobody will get those answers). */
 async function letGo(m: Model, r: Real): Promise<void> {
-  for (const [id, go] of r.release) if (r.sessions.has(id.slice(0, id.lastIndexOf('.')))) (go(), r.release.delete(id));
+  for (const [id, go] of r.release) {
+    if (!r.sessions.has(id.slice(0, id.lastIndexOf('.')))) continue;
+    go();
+    r.release.delete(id);
+  }
   await waitFor('nothing left in flight', async () => {
     const st = (await api(r.h, 'GET', '/v1/stats')).body as { inflight: number; queued: number };
     return st.inflight === r.release.size && st.queued === 0;
