@@ -1,5 +1,7 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import bytes from 'bytes';
 import ms from 'ms';
 import { GatewayError } from './errors.js';
@@ -35,6 +37,10 @@ export interface GateConfig {
   readonly outboundMax: number;
   readonly requestWindow: number;
   readonly maxConnections: number;
+  /** Requests of one player admitted and not yet answered before its link stops being read (paused). */
+  readonly playerQueueMax: number;
+  /** --rate-limit: REQUESTs per second per connection (token bucket, burst = one second's worth); null = off. */
+  readonly rateLimit: number | null;
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly redis: string | null;
@@ -53,7 +59,7 @@ export interface GateConfig {
   readonly eventsFlushMs: number;
 }
 
-type Kind = 'hostport' | 'hostport-off' | 'url' | 'auth' | 'string' | 'duration' | 'size' | 'int' | 'file' | 'level';
+type Kind = 'hostport' | 'hostport-off' | 'url' | 'auth' | 'string' | 'duration' | 'size' | 'int' | 'file' | 'level' | 'rate';
 
 export interface OptionSpec {
   /** The flag name without dashes (`upstream-timeout`). */
@@ -89,6 +95,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'outbound-max', kind: 'size', def: '4mb', min: 1024, help: 'bytes queued to one connection before it is dropped' },
   { flag: 'request-window', kind: 'int', def: '128', min: 1, help: 'request results kept per session for duplicates' },
   { flag: 'max-connections', kind: 'int', def: '100000', min: 1, help: 'connections beyond this are refused at accept' },
+  { flag: 'player-queue-max', kind: 'int', def: '64', min: 1, help: "a player's unanswered requests before its link stops being read" },
+  { flag: 'rate-limit', kind: 'rate', help: 'REQUESTs per second per connection, e.g. 50/s (ERROR RATE_LIMITED past it); default off' },
   { flag: 'tls-cert', kind: 'file', help: 'PEM certificate: serve TCP as TLS and WS as wss' },
   { flag: 'tls-key', kind: 'file', help: 'PEM private key for --tls-cert' },
   { flag: 'redis', kind: 'url', help: 'Redis URL for cluster mode' },
@@ -131,6 +139,14 @@ export function parseInt10(flag: string, raw: string, min = 0): number {
   const v = Number(s);
   if (!Number.isSafeInteger(v)) return fail(bad(flag, `"${raw}" is too large`));
   if (v < min) return fail(bad(flag, `"${raw}" is below the minimum of ${min}`));
+  return v;
+}
+
+/** `50/s`, `50` (per second); `off` = null is handled by the caller. */
+export function parseRate(flag: string, raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*s)?\s*$/.exec(raw);
+  const v = m ? Number(m[1]) : NaN;
+  if (!(v > 0) || !Number.isFinite(v)) return fail(bad(flag, `"${raw}" is not a rate (use 50/s)`));
   return v;
 }
 
@@ -261,6 +277,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
       fail(bad(f, `cannot read "${p}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`));
     }
   }
+  if (tlsCert !== null && tlsKey !== null) checkTlsPair(tlsCert, tlsKey);
 
   return {
     tcp,
@@ -284,6 +301,8 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     outboundMax: size('outbound-max'),
     requestWindow: int('request-window'),
     maxConnections: int('max-connections'),
+    playerQueueMax: int('player-queue-max'),
+    rateLimit: str('rate-limit') === null || raw['rate-limit']!.trim() === 'off' ? null : parseRate('rate-limit', raw['rate-limit']!),
     tlsCert,
     tlsKey,
     redis,
@@ -296,6 +315,33 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     eventsBackoffMaxMs: 5_000,
     eventsFlushMs: 5_000,
   };
+}
+
+/**
+ * A readable file is not enough: a cert that is not PEM, a key that is not (or is encrypted), or
+ * a pair that does not match would otherwise only fail when the listeners start, as exit 1
+ * without naming the option. Judged here, they are bad option values: exit 2, one line (§1).
+ */
+function checkTlsPair(certPath: string, keyPath: string): void {
+  const cert = readFileSync(certPath);
+  const key = readFileSync(keyPath);
+  const reason = (e: unknown): string => (e as { reason?: string }).reason ?? (e as Error).message;
+  if (!cert.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) fail(bad('tls-cert', `"${certPath}" is not a PEM certificate`));
+  try {
+    new X509Certificate(cert);
+  } catch (e) {
+    fail(bad('tls-cert', `"${certPath}" is not a PEM certificate: ${reason(e)}`));
+  }
+  try {
+    createPrivateKey(key);
+  } catch {
+    fail(bad('tls-key', `"${keyPath}" is not an unencrypted PEM private key`)); // OpenSSL's reason here is unhelpful ("unsupported")
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    fail(bad('tls-key', `"${keyPath}" does not match the certificate in --tls-cert: ${reason(e)}`));
+  }
 }
 
 /** Defaults for tests and embedding: every listener on 127.0.0.1 port 0. */

@@ -25,10 +25,11 @@ export interface Connection {
   readonly outboundBytes: number;
   /**
    * Queues one frame. Returns false when the link is closed, or when the frame takes the
-   * outbound queue past --outbound-max: then the link is closed as a slow consumer and
-   * `onSlowConsumer` has fired. Writes are batched per tick.
+   * outbound queue past --outbound-max: then the link is closed as a slow consumer (BYE
+   * slow_consumer). Writes are batched per tick. `onFlushed` is called once the frame has
+   * been handed to the kernel (or the link failed): the replay pump paces itself on it.
    */
-  send(f: Frame): boolean;
+  send(f: Frame, onFlushed?: () => void): boolean;
   /**
    * Closes the link; with an error whose `bye` is set, a BYE frame carrying that code is
    * sent first. Idempotent.

@@ -11,6 +11,7 @@ export const GW_ERRORS = {
   GW_ERR_FRAME_TEXT: { close: 1003, bye: 'protocol_error', message: 'text WebSocket message' },
   GW_ERR_FRAME_INFLATE: { close: 1007, bye: 'protocol_error', message: 'compressed body does not inflate' },
   GW_ERR_FRAME_UNEXPECTED: { close: 1002, bye: 'protocol_error', message: 'frame not allowed here' },
+  GW_ERR_RATE_ABUSE: { close: 1008, bye: 'protocol_error', message: 'kept sending past --rate-limit' },
   GW_ERR_HELLO_MALFORMED: { close: 1002, bye: 'protocol_error', message: 'HELLO body is not valid JSON of the right shape' },
   GW_ERR_HELLO_TIMEOUT: { close: 4001, bye: 'hello_timeout', message: 'no HELLO within --hello-timeout' },
   GW_ERR_HEARTBEAT_TIMEOUT: { close: 4002, bye: null, message: 'connection silent for 3x heartbeat' },

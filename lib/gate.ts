@@ -32,6 +32,7 @@ import { FrameType, frame, type Frame } from './frame.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { helloTimeout } from './ops/helloTimeout.js';
 import { idleTimeout } from './ops/idleTimeout.js';
+import { rateLimit } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
 import { Session } from './session.js';
@@ -258,7 +259,16 @@ export class Gate {
             take(1),
             ignoreElements(),
           ),
-          f$.pipe(mergeMap((f) => this.onFrame(conn, st, f))),
+          (this.cfg.rateLimit === null
+            ? f$
+            : f$.pipe(
+                rateLimit<Frame>({
+                  perSecond: this.cfg.rateLimit,
+                  applies: (f) => f.type === FrameType.REQUEST,
+                  onLimited: (f) => this.onRateLimited(conn, f),
+                }),
+              )
+          ).pipe(mergeMap((f) => this.onFrame(conn, st, f))),
         ),
       ),
       catchError((err: unknown) => {
@@ -348,7 +358,18 @@ export class Gate {
       }
       return EMPTY;
     }
+    // Fast writers: past --player-queue-max unanswered requests, stop reading this link until
+    // half of them are answered (ws style inbound throttling), instead of queueing more.
+    if (++s.unanswered >= this.cfg.playerQueueMax && s.pausedLink === null) {
+      s.pausedLink = conn;
+      conn.pause();
+    }
     return of({ session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent });
+  }
+
+  private onRateLimited(conn: Connection, f: Frame): void {
+    this.metrics.requests.inc({ outcome: 'rate_limited' });
+    if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'RATE_LIMITED', `over --rate-limit (${this.cfg.rateLimit}/s)`));
   }
 
   private onClientBye(conn: Connection, st: ConnState, f: Frame): void {
@@ -410,7 +431,8 @@ export class Gate {
     st.session = s;
     st.phase = 'online';
     this.sendWelcome(conn, s, true, gap);
-    for (const p of s.buffer.after(lastSeq)) conn.send(outboundFrame(FrameType.PUSH, p.route, p.seq, p.body, s.compress));
+    s.sentUpTo = lastSeq;
+    this.pump(s);
     this.emit('resumed', s);
     this.countSessions();
     this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq, gap }, 'session resumed');
@@ -523,8 +545,12 @@ export class Gate {
    */
   private deliver({ job, outcome }: Answer): void {
     this.metrics.requests.inc({ outcome: outcome.ok ? 'ok' : outcome.code.toLowerCase() });
-    if (job.seq === 0) return; // notify: no answer
     const s = job.session;
+    if (--s.unanswered <= this.cfg.playerQueueMax >> 1 && s.pausedLink !== null) {
+      s.pausedLink.resume();
+      s.pausedLink = null;
+    }
+    if (job.seq === 0) return; // notify: no answer
     let answer: Frame;
     if (outcome.ok) {
       // The RpcClient stops reading a reply at --max-frame, so every body here fits in a frame.
@@ -557,10 +583,40 @@ export class Gate {
   pushTo(s: Session, route: number, body: Buffer): PushResult {
     const seq = ++s.pushSeq;
     if (s.buffer.add({ seq, route, body })) this.metrics.pushDrops.inc();
-    const sent = s.conn !== null && s.conn.send(outboundFrame(FrameType.PUSH, route, seq, body, s.compress));
+    let sent = false;
+    if (s.conn !== null) {
+      if (s.pumping) sent = true; // queued behind the replay: the pump sends it in order
+      else if (s.conn.send(outboundFrame(FrameType.PUSH, route, seq, body, s.compress))) {
+        s.sentUpTo = seq;
+        sent = true;
+      }
+    }
     const status = sent ? 'sent' : 'buffered';
     this.metrics.pushes.inc({ status });
     return { seq, status };
+  }
+
+  /**
+   * Replays kept pushes after `sentUpTo` to the session's link, paced by the link: at most half
+   * of --outbound-max is queued at a time, the rest goes when that is flushed. A healthy client
+   * resuming after a long absence is never cut off as a slow consumer by its own replay.
+   */
+  private pump(s: Session): void {
+    const conn = s.conn;
+    s.pumping = false;
+    if (!conn) return;
+    const budget = this.cfg.outboundMax >> 1;
+    for (const p of s.buffer.after(s.sentUpTo)) {
+      const f = outboundFrame(FrameType.PUSH, p.route, p.seq, p.body, s.compress);
+      const full = conn.outboundBytes + f.body.length >= budget;
+      const next = full ? () => s.conn === conn && this.pump(s) : undefined;
+      if (!conn.send(f, next)) return;
+      s.sentUpTo = p.seq;
+      if (full) {
+        s.pumping = true;
+        return;
+      }
+    }
   }
 
   kick(playerId: string, reason: string | undefined): boolean {

@@ -20,9 +20,17 @@ export class Session {
   conn: Connection | null;
   /** Last push seq assigned (pushes are numbered 1, 2, 3 … per session). */
   pushSeq = 0;
+  /** Highest push seq written to the current link (replay and live pushes go out in order). */
+  sentUpTo = 0;
+  /** True while the replay pump owns the link's push order (live pushes wait in the buffer). */
+  pumping = false;
   readonly buffer: PushBuffer;
   /** Outcomes of the last --request-window request seqs (§2.5). */
   readonly window: RequestWindow;
+  /** Requests admitted and not yet answered (--player-queue-max pauses reading past it). */
+  unanswered = 0;
+  /** The link whose reading was paused because `unanswered` reached the bound; null when reading. */
+  pausedLink: Connection | null = null;
   /** Client asked for compressed RESPONSE/PUSH bodies (§2.2). */
   compress: boolean;
   /** Each REQUEST ticks it; the session's idle clock (idleTimeout) watches it. */

@@ -29,11 +29,7 @@ export class TcpConnection implements Connection {
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);
     this.closed$ = this.closedSubject.asObservable();
-    socket.once('close', () => {
-      this.open = false;
-      this.closedSubject.next();
-      this.closedSubject.complete();
-    });
+    socket.once('close', () => this.finished());
     // Errors (ECONNRESET, EPIPE…) end the link; 'close' follows and is what we act on.
     socket.on('error', () => undefined);
     this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
@@ -57,6 +53,18 @@ export class TcpConnection implements Connection {
     };
   }
 
+  /**
+   * The link is over for the gate: when the socket closes, or as soon as the gate closes it
+   * (a slow consumer that never reads would otherwise hold its session "online" until the
+   * socket is finally destroyed).
+   */
+  private finished(): void {
+    this.open = false;
+    if (this.closedSubject.closed) return;
+    this.closedSubject.next();
+    this.closedSubject.complete();
+  }
+
   get isOpen(): boolean {
     return this.open;
   }
@@ -65,7 +73,7 @@ export class TcpConnection implements Connection {
     return this.socket.writableLength;
   }
 
-  send(f: Frame): boolean {
+  send(f: Frame, onFlushed?: () => void): boolean {
     if (!this.open) return false;
     if (this.socket.writableLength + f.body.length > this.limits.outboundMax) {
       this.close(new GatewayError('GW_ERR_SLOW_CONSUMER', `over --outbound-max (${this.limits.outboundMax} bytes queued)`));
@@ -76,7 +84,7 @@ export class TcpConnection implements Connection {
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    this.socket.write(encodeFrame(f, true));
+    this.socket.write(encodeFrame(f, true), onFlushed);
     return true;
   }
 
@@ -92,8 +100,13 @@ export class TcpConnection implements Connection {
     if (bye && !this.socket.destroyed) this.socket.write(encodeFrame(bye, true));
     if (this.corked) this.uncork();
     this.socket.end();
+    if (this.socket.destroyed) return;
     // A peer that never reads would keep the socket half-open: destroy after a grace period.
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    // Cleared on close: a pending timer would pin this link and its socket for the whole grace
+    // period (2 s of every closed connection's memory under churn).
+    const grace = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.socket.once('close', () => clearTimeout(grace));
+    this.finished();
   }
 
   pause(): void {

@@ -5,6 +5,7 @@ import type { Connection, ConnectionLimits } from '../connection.js';
 import { GatewayError } from '../errors.js';
 import { encodeFrame, parseFrame, type Frame } from '../frame.js';
 
+/** How long a closing link may take over the close handshake before it is terminated. */
 const CLOSE_GRACE_MS = 2_000;
 
 const asBuffer = (data: RawData): Buffer =>
@@ -25,11 +26,7 @@ export class WsConnection implements Connection {
     private readonly limits: ConnectionLimits,
   ) {
     this.closed$ = this.closedSubject.asObservable();
-    ws.once('close', () => {
-      this.open = false;
-      this.closedSubject.next();
-      this.closedSubject.complete();
-    });
+    ws.once('close', () => this.finished());
     ws.on('error', () => undefined); // 'close' follows every error
     this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
@@ -58,6 +55,18 @@ export class WsConnection implements Connection {
     };
   }
 
+  /**
+   * The link is over for the gate: when the socket closes, or as soon as the gate closes it
+   * (a slow consumer that never reads would otherwise hold its session "online" until the
+   * socket is finally destroyed).
+   */
+  private finished(): void {
+    this.open = false;
+    if (this.closedSubject.closed) return;
+    this.closedSubject.next();
+    this.closedSubject.complete();
+  }
+
   get isOpen(): boolean {
     return this.open;
   }
@@ -66,13 +75,13 @@ export class WsConnection implements Connection {
     return this.ws.bufferedAmount;
   }
 
-  send(f: Frame): boolean {
+  send(f: Frame, onFlushed?: () => void): boolean {
     if (!this.open) return false;
     if (this.ws.bufferedAmount + f.body.length > this.limits.outboundMax) {
       this.close(new GatewayError('GW_ERR_SLOW_CONSUMER', `over --outbound-max (${this.limits.outboundMax} bytes queued)`));
       return false;
     }
-    this.ws.send(encodeFrame(f, false), { binary: true });
+    this.ws.send(encodeFrame(f, false), { binary: true }, onFlushed);
     return true;
   }
 
@@ -82,7 +91,12 @@ export class WsConnection implements Connection {
     const bye = reason ? byeFrame(reason) : null;
     if (bye) this.ws.send(encodeFrame(bye, false), { binary: true });
     this.ws.close(reason ? Math.max(1000, reason.closeCode === 1005 ? 1000 : reason.closeCode) : 1000);
-    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+    if (this.ws.readyState === this.ws.CLOSED) return;
+    // A peer that never answers the close handshake is cut off after a grace period. Cleared on
+    // close: a pending timer would pin this link and its socket for the whole grace period.
+    const grace = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+    this.ws.once('close', () => clearTimeout(grace));
+    this.finished();
   }
 
   pause(): void {
