@@ -22,7 +22,9 @@ export interface RateLimitConfig<T> {
  * ```text
  * perSecond = 1000/3 (one token per 3 frames), burst = 1, strikes = 2
  * source:  -aab--c-ddd|
- * result:  -a--b-c-d#       second a and first d…: onLimited; third refusal in a row errors
+ * result:  -a----c--d-|      a@2, b@3, d@8, d@10 go to onLimited
+ * source:  -aaaa|            perSecond = 100: a third refusal in a row errors
+ * result:  -a--#
  * ```
  * Bound: O(1) state; no buffering.
  */
