@@ -21,6 +21,8 @@ export interface Connection {
   /** Emits once, then completes, when the link is closed by either side. */
   readonly closed$: Observable<void>;
   readonly isOpen: boolean;
+  /** Why the gate closed the link (set by `close`, including a slow-consumer close inside `send`); null otherwise. */
+  readonly closedWith: GatewayError | null;
   /** Bytes accepted by `send` and not yet handed to the kernel. */
   readonly outboundBytes: number;
   /**

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   EMPTY,
@@ -136,7 +136,21 @@ export class Gate {
     deps: GateDeps,
   ) {
     this.log = deps.logger.child({ gateId: cfg.gateId });
-    this.metrics = createMetrics(cfg.gateId);
+    this.metrics = createMetrics(cfg.gateId, {
+      sessions: () => {
+        let online = 0;
+        let buffered = 0;
+        for (const s of this.store.all()) {
+          if (s.state === 'online') online++;
+          buffered += s.buffer.size;
+        }
+        return { online, detached: this.store.size - online, buffered };
+      },
+      queued: () => Math.max(0, this.depth - this.pool.busy),
+      busyWorkers: () => this.pool.busy,
+      eventsQueued: () => this.events?.length ?? 0,
+      refused: () => this.admission.refused,
+    });
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
     this.idleScheduler = deps.idleScheduler ?? asyncScheduler;
@@ -282,14 +296,22 @@ export class Gate {
   }
 
   private closeWith(conn: Connection, err: GatewayError): void {
-    if (err.bye === 'protocol_error') this.metrics.protocolErrors.inc({ code: err.code });
-    this.metrics.closes.inc({ code: err.bye ?? err.code });
     this.log.info({ connId: conn.id, code: err.code, reason: err.message }, 'closing connection');
     conn.close(err);
   }
 
-  private connectionEnded(conn: Connection, st: ConnState, err: GatewayError | null): void {
+  private connectionEnded(conn: Connection, st: ConnState, caught: GatewayError | null): void {
     this.metrics.connections.dec({ transport: conn.transport });
+    // A link the transport closed itself (slow consumer inside send) says why on the connection.
+    const err = caught ?? conn.closedWith;
+    if (err) {
+      this.metrics.closes.inc({ code: err.bye ?? err.code });
+      if (err.bye === 'protocol_error') this.metrics.protocolErrors.inc({ code: err.code });
+      if (err.code === 'GW_ERR_SLOW_CONSUMER') {
+        this.metrics.slowConsumers.inc();
+        this.log.info({ connId: conn.id, playerId: st.session?.playerId, sessionId: st.session?.sessionId }, 'slow consumer dropped');
+      }
+    }
     conn.close(null);
     const s = st.session;
     if (s && s.conn === conn && s.state === 'online') this.detach(s, detachReason(err));
@@ -390,10 +412,11 @@ export class Gate {
     const r = hello.resume;
     if (r) {
       const s = this.store.bySession(r.sessionId);
-      if (s && s.state !== 'ended' && s.resumeToken === r.resumeToken) {
+      if (s && s.state !== 'ended' && sameSecret(s.resumeToken, r.resumeToken)) {
         this.resume(conn, st, s, r.lastSeq, hello.compress);
         return;
       }
+      this.metrics.resumes.inc({ result: 'fresh' });
     }
     // The id is chosen now so that POST /connect (§3) names the session this login will create.
     const sessionId = randomUUID();
@@ -412,7 +435,6 @@ export class Gate {
     this.watchIdle(s);
     this.sendWelcome(conn, s, false, false);
     this.emit('online', s);
-    this.countSessions();
     this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old }, 'login');
   }
 
@@ -432,9 +454,9 @@ export class Gate {
     st.phase = 'online';
     this.sendWelcome(conn, s, true, gap);
     s.sentUpTo = lastSeq;
+    this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
     this.emit('resumed', s);
-    this.countSessions();
     this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq, gap }, 'session resumed');
   }
 
@@ -465,7 +487,6 @@ export class Gate {
     s.conn = null;
     s.state = 'detached';
     this.emit('detached', s, reason);
-    this.countSessions();
     this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
   }
 
@@ -484,7 +505,6 @@ export class Gate {
       else conn.close(null);
     }
     this.emit('offline', s, reason);
-    this.countSessions();
     this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
   }
 
@@ -495,16 +515,8 @@ export class Gate {
         ? { type, playerId: s.playerId, sessionId: s.sessionId, gateId: this.cfg.gateId, at: Date.now() }
         : { type, playerId: s.playerId, sessionId: s.sessionId, gateId: this.cfg.gateId, reason, at: Date.now() };
     this.events.enqueue(ev);
-    this.metrics.events.set(this.events.length);
   }
 
-  private countSessions(): void {
-    let online = 0;
-    for (const s of this.store.all()) if (s.state === 'online') online++;
-    const detached = this.store.size - online;
-    this.metrics.sessions.set({ state: 'online' }, online);
-    this.metrics.sessions.set({ state: 'detached' }, detached);
-  }
 
   // ---------------------------------------------------------------- requests
 
@@ -531,6 +543,7 @@ export class Gate {
     }).pipe(
       map((outcome) => {
         this.metrics.upstreamDuration.observe({ result: outcome.ok ? 'ok' : outcome.code }, (performance.now() - t0) / 1000);
+        this.metrics.upstream(j.route, upstreamResult(outcome));
         if (!outcome.ok)
           this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent: j.traceparent }, 'upstream failure');
         return { job: j, outcome };
@@ -612,6 +625,7 @@ export class Gate {
       const next = full ? () => s.conn === conn && this.pump(s) : undefined;
       if (!conn.send(f, next)) return;
       s.sentUpTo = p.seq;
+      this.metrics.replays.inc();
       if (full) {
         s.pumping = true;
         return;
@@ -689,6 +703,20 @@ export class Gate {
     await this.rpc?.close();
     this.backend?.close();
   }
+}
+
+/** Constant-time comparison, so response timing says nothing about a resume token. */
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Status class or failure kind of an upstream outcome, for the per-route counter. */
+function upstreamResult(o: RpcOutcome): string {
+  if (o.ok) return '2xx';
+  if (o.code === 'UPSTREAM_STATUS') return o.status !== undefined ? `${Math.floor(o.status / 100)}xx` : '5xx';
+  return o.code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'unavailable';
 }
 
 function detachReason(err: GatewayError | null): string {

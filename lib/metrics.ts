@@ -1,34 +1,139 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Live values read at scrape time, so nothing on the hot path updates a gauge. */
+export interface MetricsSource {
+  sessions(): { online: number; detached: number; buffered: number };
+  queued(): number;
+  busyWorkers(): number;
+  eventsQueued(): number;
+  /** Connections refused at accept so far (a running count kept by the listeners). */
+  refused(): number;
+}
+
+/** Distinct routes labelled before the rest are counted as "other" (a hostile client must not grow the label set). */
+const MAX_ROUTE_LABELS = 256;
+
 /**
- * The gate's Prometheus metrics (CONTRACT §4), one registry per gate so tests can run several
- * gates in one process. Labels are low-cardinality only: never a player id.
+ * The gate's Prometheus metrics (CONTRACT §4). Two registries per gate: the gate's own, and
+ * the default process metrics (event-loop lag included), kept apart because the process
+ * collectors can throw at the open-file limit (EMFILE) and `/metrics` must still answer.
+ * Labels are low-cardinality: never a player id; routes capped at MAX_ROUTE_LABELS.
  */
-export function createMetrics(gateId: string) {
+export function createMetrics(gateId: string, src: MetricsSource) {
   const registry = new Registry();
+  const processRegistry = new Registry();
   registry.setDefaultLabels({ gate: gateId });
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+  processRegistry.setDefaultLabels({ gate: gateId });
+  collectDefaultMetrics({ register: processRegistry, eventLoopMonitoringPrecision: 20 });
+  // prom-client names a few gauges `*_total` (nodejs_active_handles_total…), which Prometheus
+  // reserves for counters and promtool rejects: leave those out (the per-type ones remain).
+  for (const m of processRegistry.getMetricsAsArray()) {
+    const name = (m as unknown as { name: string; type?: string }).name;
+    if (name.endsWith('_total') && (m as unknown as { type?: string }).type === 'gauge') processRegistry.removeSingleMetric(name);
+  }
+  const reg = [registry];
+  const routes = new Set<string>();
+  let refusedSeen = 0; // refusals already added to gate_connections_refused_total
+  const upstreamByRoute = new Counter({
+    name: 'gate_upstream_requests_total',
+    help: 'Upstream /rpc calls by route and result (2xx, 4xx, 5xx, timeout, unavailable)',
+    labelNames: ['route', 'result'] as const,
+    registers: reg,
+  });
   return {
     registry,
-    connections: new Gauge({ name: 'gate_connections', help: 'Open client connections', labelNames: ['transport'] as const, registers: [registry] }),
-    sessions: new Gauge({ name: 'gate_sessions', help: 'Sessions by state', labelNames: ['state'] as const, registers: [registry] }),
-    requests: new Counter({ name: 'gate_requests_total', help: 'Client REQUESTs by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    processRegistry,
+    connections: new Gauge({ name: 'gate_connections', help: 'Open client connections', labelNames: ['transport'] as const, registers: reg }),
+    sessions: new Gauge({
+      name: 'gate_sessions',
+      help: 'Sessions by state',
+      labelNames: ['state'] as const,
+      registers: reg,
+      collect() {
+        const s = src.sessions();
+        this.set({ state: 'online' }, s.online);
+        this.set({ state: 'detached' }, s.detached);
+      },
+    }),
+    requests: new Counter({ name: 'gate_requests_total', help: 'Client REQUESTs by outcome', labelNames: ['outcome'] as const, registers: reg }),
     upstreamDuration: new Histogram({
       name: 'gate_upstream_duration_seconds',
       help: 'Upstream /rpc call time, all attempts included',
       labelNames: ['result'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
+      registers: reg,
     }),
-    pushes: new Counter({ name: 'gate_pushes_total', help: 'Pushes by status', labelNames: ['status'] as const, registers: [registry] }),
-    queued: new Gauge({ name: 'gate_request_queue_depth', help: 'Requests admitted and not finished (waiting or running)', registers: [registry] }),
-    busyWorkers: new Gauge({ name: 'gate_workers_busy', help: 'Upstream workers in use', registers: [registry] }),
-    protocolErrors: new Counter({ name: 'gate_protocol_errors_total', help: 'Connections closed for protocol errors', labelNames: ['code'] as const, registers: [registry] }),
-    closes: new Counter({ name: 'gate_connection_closes_total', help: 'Connections closed by the gate, by BYE code', labelNames: ['code'] as const, registers: [registry] }),
-    refused: new Counter({ name: 'gate_connections_refused_total', help: 'Connections refused at accept (--max-connections)', registers: [registry] }),
-    events: new Gauge({ name: 'gate_backend_events_queued', help: 'Backend events waiting to be posted', registers: [registry] }),
-    eventsDropped: new Counter({ name: 'gate_backend_events_dropped_total', help: 'Backend events dropped (queue full)', registers: [registry] }),
-    pushDrops: new Counter({ name: 'gate_push_buffer_drops_total', help: 'Buffered pushes dropped by --buffer-max', registers: [registry] }),
+    /** Counts one upstream outcome under its route (or "other" past the label cap). */
+    upstream(route: number, result: string): void {
+      let r = String(route);
+      if (!routes.has(r)) {
+        if (routes.size < MAX_ROUTE_LABELS) routes.add(r);
+        else r = 'other';
+      }
+      upstreamByRoute.inc({ route: r, result });
+    },
+    pushes: new Counter({ name: 'gate_pushes_total', help: 'Pushes by status', labelNames: ['status'] as const, registers: reg }),
+    pushBuffered: new Gauge({
+      name: 'gate_push_buffered',
+      help: 'Pushes kept for replay, all sessions',
+      registers: reg,
+      collect() {
+        this.set(src.sessions().buffered);
+      },
+    }),
+    pushDrops: new Counter({ name: 'gate_push_buffer_drops_total', help: 'Buffered pushes dropped by --buffer-max', registers: reg }),
+    replays: new Counter({ name: 'gate_replayed_pushes_total', help: 'Pushes sent again after a resume', registers: reg }),
+    resumes: new Counter({ name: 'gate_resumes_total', help: 'HELLOs with resume, by result', labelNames: ['result'] as const, registers: reg }),
+    queued: new Gauge({
+      name: 'gate_request_queue_depth',
+      help: 'Requests admitted and waiting for a worker',
+      registers: reg,
+      collect() {
+        this.set(src.queued());
+      },
+    }),
+    busyWorkers: new Gauge({
+      name: 'gate_workers_busy',
+      help: 'Upstream workers in use',
+      registers: reg,
+      collect() {
+        this.set(src.busyWorkers());
+      },
+    }),
+    protocolErrors: new Counter({ name: 'gate_protocol_errors_total', help: 'Connections closed for protocol errors', labelNames: ['code'] as const, registers: reg }),
+    slowConsumers: new Counter({ name: 'gate_slow_consumers_total', help: 'Connections dropped past --outbound-max', registers: reg }),
+    closes: new Counter({ name: 'gate_connection_closes_total', help: 'Connections closed by the gate, by BYE code', labelNames: ['code'] as const, registers: reg }),
+    refused: new Counter({
+      name: 'gate_connections_refused_total',
+      help: 'Connections refused at accept (--max-connections)',
+      registers: reg,
+      collect() {
+        // The listeners count refusals; catch the counter up at scrape time.
+        const total = src.refused();
+        const have = refusedSeen;
+        if (total > have) this.inc(total - have);
+        refusedSeen = total;
+      },
+    }),
+    events: new Gauge({
+      name: 'gate_backend_events_queued',
+      help: 'Backend events waiting to be posted',
+      registers: reg,
+      collect() {
+        this.set(src.eventsQueued());
+      },
+    }),
+    eventsDropped: new Counter({ name: 'gate_backend_events_dropped_total', help: 'Backend events dropped (queue full)', registers: reg }),
+    /** The exposition text: the gate's metrics always, the process metrics when they can be read. */
+    async text(onProcessError: (e: unknown) => void): Promise<string> {
+      const own = await registry.metrics();
+      try {
+        return `${own}\n${await processRegistry.metrics()}`;
+      } catch (e) {
+        onProcessError(e);
+        return own;
+      }
+    },
   };
 }
 

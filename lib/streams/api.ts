@@ -169,14 +169,8 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
   app.get('/healthz', () => ({ ok: true }));
   app.get('/readyz', (_req, reply) => (gate.ready ? { ready: true } : reply.code(503).send({ ready: false })));
   app.get('/metrics', async (_req, reply) => {
-    // At the open-file limit process metrics can throw (EMFILE): answer with what can be collected.
-    let text: string;
-    try {
-      text = await gate.metrics.registry.metrics();
-    } catch (e) {
-      logger.warn({ err: (e as Error).message }, 'metrics collection failed');
-      text = '';
-    }
+    // At the open-file limit the process collectors throw (EMFILE): the gate's own metrics still answer.
+    const text = await gate.metrics.text((e) => logger.warn({ err: (e as Error).message }, 'process metrics unavailable'));
     return reply.type(gate.metrics.registry.contentType).send(text);
   });
 

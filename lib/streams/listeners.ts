@@ -47,7 +47,19 @@ const listenError = (at: HostPort, e: NodeJS.ErrnoException): GatewayError =>
     { code: e.code },
   );
 
-const readTls = (tls: TlsFiles): { cert: Buffer; key: Buffer } => ({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) });
+/**
+ * How long a client may take over the TLS handshake, ms. Until it completes the socket is not a
+ * connection yet (not counted against --max-connections, no --hello-timeout running), so node's
+ * default of 120 s would let a stalled client hold it that long; 10 s matches the default
+ * --hello-timeout.
+ */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+const readTls = (tls: TlsFiles): { cert: Buffer; key: Buffer; handshakeTimeout: number } => ({
+  cert: readFileSync(tls.cert),
+  key: readFileSync(tls.key),
+  handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+});
 
 /** Counts a new link against --max-connections; false = refuse it. */
 function admit(a: Admission): boolean {

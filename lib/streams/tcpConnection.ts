@@ -18,6 +18,7 @@ export class TcpConnection implements Connection {
   /** Bounded (1): only the close event is replayed, so late subscribers still see it. */
   private readonly closedSubject = new ReplaySubject<void>(1);
   private open = true;
+  closedWith: GatewayError | null = null;
   /** True while writes of this tick are corked, to leave in one writev. */
   private corked = false;
 
@@ -96,6 +97,7 @@ export class TcpConnection implements Connection {
   close(reason: GatewayError | null): void {
     if (!this.open) return;
     this.open = false;
+    this.closedWith = reason;
     const bye = reason ? byeFrame(reason) : null;
     if (bye && !this.socket.destroyed) this.socket.write(encodeFrame(bye, true));
     if (this.corked) this.uncork();

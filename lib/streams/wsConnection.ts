@@ -18,6 +18,7 @@ export class WsConnection implements Connection {
   readonly closed$: Observable<void>;
   private readonly closedSubject = new ReplaySubject<void>(1);
   private open = true;
+  closedWith: GatewayError | null = null;
 
   constructor(
     readonly id: number,
@@ -88,6 +89,7 @@ export class WsConnection implements Connection {
   close(reason: GatewayError | null): void {
     if (!this.open) return;
     this.open = false;
+    this.closedWith = reason;
     const bye = reason ? byeFrame(reason) : null;
     if (bye) this.ws.send(encodeFrame(bye, false), { binary: true });
     this.ws.close(reason ? Math.max(1000, reason.closeCode === 1005 ? 1000 : reason.closeCode) : 1000);
