@@ -36,6 +36,7 @@ import { rateLimit } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
 import { Session } from './session.js';
+import { childTraceparent } from './trace.js';
 import { MemorySessionStore, type SessionStore } from './sessionStore.js';
 import { gotBackendClient, type BackendClient, type BackendEvent } from './streams/backend.js';
 import { EventQueue } from './streams/events.js';
@@ -533,7 +534,8 @@ export class Gate {
       'x-session-id': s.sessionId,
       'x-request-id': `${s.sessionId}.${j.seq}`,
     };
-    if (j.traceparent) headers.traceparent = j.traceparent;
+    const traceparent = childTraceparent(j.traceparent);
+    headers.traceparent = traceparent;
     const t0 = performance.now();
     return upstreamCall$(rpc, { route: j.route, body: j.body, headers }, {
       timeoutMs: this.cfg.upstreamTimeoutMs,
@@ -545,7 +547,7 @@ export class Gate {
         this.metrics.upstreamDuration.observe({ result: outcome.ok ? 'ok' : outcome.code }, (performance.now() - t0) / 1000);
         this.metrics.upstream(j.route, upstreamResult(outcome));
         if (!outcome.ok)
-          this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent: j.traceparent }, 'upstream failure');
+          this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent }, 'upstream failure');
         return { job: j, outcome };
       }),
     );

@@ -29,8 +29,10 @@ export function parseHello(body: Buffer): Hello {
   if (o.compress !== undefined && typeof o.compress !== 'boolean') throw malformed('compress must be a boolean');
   const hello: Hello = { compress: o.compress === true };
   if (typeof o.token === 'string') hello.token = o.token;
-  if (typeof o.traceparent === 'string' && /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(o.traceparent))
-    hello.traceparent = o.traceparent;
+  // W3C trace context, at the top level or in `meta` (HELLO metadata); anything malformed is ignored.
+  const meta = typeof o.meta === 'object' && o.meta !== null ? (o.meta as Record<string, unknown>) : {};
+  const tp = o.traceparent ?? meta.traceparent;
+  if (typeof tp === 'string' && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(tp)) hello.traceparent = tp;
   if (o.resume !== undefined && o.resume !== null) {
     const r = o.resume as Record<string, unknown>;
     if (typeof r !== 'object' || typeof r.sessionId !== 'string' || typeof r.resumeToken !== 'string')
