@@ -30,7 +30,9 @@ export function authenticator(mode: AuthMode, deps: { backend: BackendClient | n
       return async ({ token, sessionId, remoteAddress }) => {
         if (typeof token !== 'string') return { ok: false, reason: 'HELLO has no token' };
         try {
-          return await backend.connect({ token, gateId: deps.gateId, sessionId, remoteAddress });
+          const r = await backend.connect({ token, gateId: deps.gateId, sessionId, remoteAddress });
+          if (r.ok && r.playerId.length > MAX_PLAYER_ID) return { ok: false, reason: `backend /connect named a playerId over ${MAX_PLAYER_ID} characters` };
+          return r;
         } catch (e) {
           return { ok: false, reason: `backend /connect failed: ${(e as Error).message}` };
         }

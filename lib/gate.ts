@@ -96,7 +96,7 @@ export interface GateDeps {
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
 const RPC_BACKOFF = { baseBackoffMs: 50, maxBackoffMs: 1_000 };
 /** How long an idle player's request group lingers before groupBy releases it. */
-const GROUP_LINGER_MS = 5_000;
+const GROUP_LINGER_MS = 1_000;
 /** A HELLO's compress flag applies above this body size (§2.2). */
 
 /**

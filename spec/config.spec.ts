@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatewayError } from '../lib/errors.js';
+import { makeSelfSignedCert } from './helpers/certs.js';
 import {
   OPTIONS,
   buildConfig,
@@ -248,10 +249,26 @@ describe('config', () => {
     });
 
     it('should reject --tls-cert without --tls-key and the other way round', () => {
-      const cert = configFile('not really a cert');
-      assertConfigError(() => build({ 'tls-cert': cert }), 'tls-key');
-      assertConfigError(() => build({ 'tls-key': cert }), 'tls-cert');
-      assert.equal(build({ 'tls-cert': cert, 'tls-key': cert }).tlsCert, cert);
+      const tls = makeSelfSignedCert();
+      try {
+        assertConfigError(() => build({ 'tls-cert': tls.certPath }), 'tls-key');
+        assertConfigError(() => build({ 'tls-key': tls.keyPath }), 'tls-cert');
+        assert.equal(build({ 'tls-cert': tls.certPath, 'tls-key': tls.keyPath }).tlsCert, tls.certPath);
+      } finally {
+        tls.remove();
+      }
+    });
+
+    it('should reject a --tls-cert or --tls-key that is readable but not usable PEM', () => {
+      const tls = makeSelfSignedCert();
+      try {
+        const junk = configFile('not really a cert');
+        assertConfigError(() => build({ 'tls-cert': junk, 'tls-key': tls.keyPath }), 'tls-cert');
+        assertConfigError(() => build({ 'tls-cert': tls.certPath, 'tls-key': junk }), 'tls-key');
+        assertConfigError(() => build({ 'tls-cert': tls.certPath, 'tls-key': tls.certPath }), 'tls-key');
+      } finally {
+        tls.remove();
+      }
     });
   });
 

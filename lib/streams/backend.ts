@@ -43,6 +43,9 @@ export interface BackendClientConfig {
   retries: number;
 }
 
+/** Largest /connect, /events or /gates reply read. */
+const MAX_REPLY_BYTES = 64 * 1024;
+
 export function gotBackendClient({ baseUrl, gateId, timeoutMs, retries }: BackendClientConfig): BackendClient {
   const agent = { http: new HttpAgent({ keepAlive: true, maxSockets: 16 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 16 }) };
   const client: Got = got.extend({
@@ -55,10 +58,22 @@ export function gotBackendClient({ baseUrl, gateId, timeoutMs, retries }: Backen
     // POST is not idempotent by got's default; /connect and /events are safe to repeat here.
     // got's default backoff starts at 1 s: too slow for a login waiting on /connect. Retries
     // here wait 100 ms, 200 ms, … capped at 500 ms (plus got's up-to-100 ms noise).
+    // Control-plane replies are small JSON: a backend that streams more is cut off, never buffered.
+    handlers: [
+      (options, next) => {
+        const result = next(options) as ReturnType<typeof next> & { on?: (e: string, f: (p: { transferred: number }) => void) => void; cancel?: () => void };
+        result.on?.('downloadProgress', ({ transferred }) => {
+          if (transferred > MAX_REPLY_BYTES) result.cancel?.();
+        });
+        return result;
+      },
+    ],
     retry: {
       limit: retries,
       methods: ['POST', 'PUT', 'DELETE'],
       statusCodes: [502, 503, 504],
+      // Never after a timeout (§1 --upstream-retries): the backend may have run the call.
+      errorCodes: ['ECONNRESET', 'EADDRINUSE', 'ECONNREFUSED', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'EAI_AGAIN'],
       calculateDelay: ({ attemptCount, computedValue }) => (computedValue === 0 ? 0 : Math.min(100 * 2 ** (attemptCount - 1), 500)),
     },
   });
