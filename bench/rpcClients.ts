@@ -20,16 +20,21 @@ async function startBackend(): Promise<{ url: string; stop: () => void }> {
   });
 }
 
+const call = (client: RpcClient, body: Buffer, headers: Record<string, string>) =>
+  new Promise<{ status: number }>((resolve, reject) => {
+    client.call({ route: 5, body, headers }, (err, reply) => (err ? reject(err as Error) : resolve(reply!)));
+  });
+
 async function measure(client: RpcClient): Promise<{ name: string; rate: number; p50: number; p99: number }> {
   const body = Buffer.alloc(64, 0x61);
   const hist = createHistogram();
   let done = 0;
   let running = true;
-  const headers = { 'x-gate-id': 'bench', 'x-player-id': 'p', 'x-session-id': 's', 'x-request-id': 's.1' };
+  const headers = { 'x-gate-id': 'bench', 'x-player-id': 'p', 'x-session-id': 's', 'x-request-id': 's.1', 'content-type': 'application/octet-stream' };
   const loop = async (): Promise<void> => {
     while (running) {
       const t0 = process.hrtime.bigint();
-      const r = await client.call({ route: 5, body, headers }, new AbortController().signal);
+      const r = await call(client, body, headers);
       if (r.status !== 200) throw new Error(`status ${r.status}`);
       hist.record(Math.max(1, Number(process.hrtime.bigint() - t0)));
       done++;
@@ -37,7 +42,7 @@ async function measure(client: RpcClient): Promise<{ name: string; rate: number;
   };
   // Warm up the sockets first.
   const warm = Date.now() + 1000;
-  while (Date.now() < warm) await client.call({ route: 5, body, headers }, new AbortController().signal);
+  while (Date.now() < warm) await call(client, body, headers);
   const t0 = process.hrtime.bigint();
   const loops = Array.from({ length: concurrency }, loop);
   await new Promise((r) => setTimeout(r, seconds * 1000));

@@ -533,6 +533,7 @@ export class Gate {
       'x-player-id': s.playerId,
       'x-session-id': s.sessionId,
       'x-request-id': `${s.sessionId}.${j.seq}`,
+      'content-type': 'application/octet-stream',
     };
     const traceparent = childTraceparent(j.traceparent);
     headers.traceparent = traceparent;

@@ -1,264 +1,252 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
-import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+// `gate bench`: the load generator (CONTRACT §1). Scenarios `request`, `push` and `memory`
+// against a gate at a given address, or against one it spawns (embedded demo backend, a
+// trivial backend child, or --upstream); `--suite` runs the gate-versus-baseline comparison of
+// `npm run bench`. Pieces live in ./bench/.
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { parseDuration, parseHostPort, parseInt10, parseSize } from '../config.js';
 import { isGatewayError } from '../errors.js';
-import { FrameType, encodeFrame, frame, type Frame } from '../frame.js';
-import { FrameDecoder } from '../frameDecoder.js';
+import {
+  FD_RESERVE_CLIENT,
+  FD_RESERVE_GATE,
+  PATHS,
+  hasTaskset,
+  openFileLimit,
+  pinSelf,
+  spawnGate,
+  spawnTrivialBackend,
+  table,
+  type Child,
+  type GateChild,
+  type HostPort,
+  type SpawnOptions,
+} from './bench/common.js';
+import { memoryRows, metricsSource, probeSource, runMemory, type MemoryResult } from './bench/memory.js';
+import { pushOk, pushRows, runPush, type PushResult } from './bench/push.js';
+import { requestOk, requestRows, runRequest, type RequestResult } from './bench/request.js';
+import { DEFAULT_OUT, SUITE_PARTS, runSuite, suiteTable } from './bench/suite.js';
 
-/** Client sockets are spread over these source addresses: one address runs out of ports near 10,000 connections. */
-const SOURCE_ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
+export { spawnGate } from './bench/common.js';
+export type { RequestResult, PushResult, MemoryResult };
 
-export interface RequestBenchOptions {
-  /** Gate TCP address; null = spawn `gate serve` with the embedded demo backend. */
-  tcp: { host: string; port: number } | null;
-  connections: number;
-  inflight: number;
-  durationMs: number;
-  bodyBytes: number;
-  route: number;
-  verify: boolean;
-  json: boolean;
-  progress: boolean;
+/** Longest --duration accepted: every run is bounded. */
+const MAX_DURATION_MS = 10 * 60_000;
+
+interface Io {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-export interface RequestBenchResult {
-  scenario: 'request';
-  transport: 'tcp';
-  connections: number;
-  inflight: number;
-  bodyBytes: number;
-  seconds: number;
-  requests: number;
-  rate: number;
-  errors: number;
-  mismatches: number;
-  latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
-  gateRssMb: number | null;
-}
+class UsageError extends Error {}
 
-interface BenchClient {
-  socket: Socket;
-  decoder: FrameDecoder;
-  nextSeq: number;
-  sentAt: Map<number, bigint>;
-}
-
-/** Spawns `gate serve` (embedded demo backend) on free ports and resolves with its listening line. */
-export async function spawnGate(extra: string[] = []): Promise<{ child: ChildProcess; tcp: string; ws: string; api: string }> {
-  const bin = fileURLToPath(new URL('../../bin/gate.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'serve', '--tcp', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--api', '127.0.0.1:0', '--log-level', 'info', ...extra], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error('gate did not log "listening" within 10 s')), 10_000);
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          const j = JSON.parse(line) as { msg?: string; tcp: string; ws: string; api: string };
-          if (j.msg === 'listening') {
-            clearTimeout(timer);
-            child.stdout.resume();
-            child.stdout.removeAllListeners('data');
-            child.stdout.on('data', () => undefined);
-            resolve({ child, tcp: j.tcp, ws: j.ws, api: j.api });
-          }
-        } catch {
-          /* not JSON: ignore */
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`gate exited with ${code} before listening`)));
-  });
-}
-
-function connectClient(host: string, port: number, i: number, onFrame: (c: BenchClient, f: Frame) => void): Promise<BenchClient> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, localAddress: SOURCE_ADDRESSES[i % SOURCE_ADDRESSES.length] });
-    socket.setNoDelay(true);
-    const c: BenchClient = { socket, decoder: new FrameDecoder(16 * 1024 * 1024), nextSeq: 1, sentAt: new Map() };
-    let welcomed = false;
-    socket.on('error', (e) => (welcomed ? undefined : reject(e)));
-    socket.on('data', (chunk: Buffer) => {
-      const err = c.decoder.push(chunk, (f) => {
-        if (!welcomed && f.type === FrameType.WELCOME) {
-          welcomed = true;
-          resolve(c);
-        } else if (!welcomed && f.type === FrameType.BYE) reject(new Error(`login refused: ${f.body.toString()}`));
-        else onFrame(c, f);
-      });
-      if (err) socket.destroy(err);
-    });
-    socket.once('connect', () => socket.write(encodeFrame(frame(FrameType.HELLO, 0, Buffer.from(JSON.stringify({ token: `bench-${i}` }))), true)));
-  });
-}
-
-const ms = (h: RecordableHistogram, p: number): number => Math.round(h.percentile(p) / 1e3) / 1e3;
-
-/** The request scenario: N connections, each keeping `inflight` REQUESTs outstanding for the duration. */
-export async function runRequestBench(o: RequestBenchOptions, log: (s: string) => void): Promise<RequestBenchResult> {
-  let spawned: Awaited<ReturnType<typeof spawnGate>> | null = null;
-  let target = o.tcp;
-  if (!target) {
-    spawned = await spawnGate();
-    target = parseHostPort('tcp', spawned.tcp);
-  }
-  const hist = createHistogram();
-  let done = 0;
-  let errors = 0;
-  let mismatches = 0;
-  let running = true;
-  const body = Buffer.alloc(o.bodyBytes, 0x61);
-  const send = (c: BenchClient): void => {
-    const seq = c.nextSeq++;
-    c.sentAt.set(seq, process.hrtime.bigint());
-    c.socket.write(encodeFrame(frame(FrameType.REQUEST, seq, body, o.route), true));
-  };
-  const onFrame = (c: BenchClient, f: Frame): void => {
-    if (f.type === FrameType.PING) {
-      c.socket.write(encodeFrame(frame(FrameType.PONG, f.seq), true));
-      return;
-    }
-    if (f.type !== FrameType.RESPONSE && f.type !== FrameType.ERROR) return;
-    const t0 = c.sentAt.get(f.seq);
-    if (t0 === undefined) {
-      mismatches++;
-      return;
-    }
-    c.sentAt.delete(f.seq);
-    hist.record(Math.max(1, Number(process.hrtime.bigint() - t0)));
-    done++;
-    if (f.type === FrameType.ERROR) errors++;
-    else if (o.verify && !f.body.equals(body)) mismatches++;
-    if (running) send(c);
-  };
-  const clients: BenchClient[] = [];
-  for (let i = 0; i < o.connections; i += 100) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(100, o.connections - i) }, (_, k) => connectClient(target.host, target.port, i + k, onFrame)),
-    );
-    clients.push(...batch);
-  }
-  const t0 = process.hrtime.bigint();
-  for (const c of clients) for (let k = 0; k < o.inflight; k++) send(c);
-  let lastDone = 0;
-  const progress = o.progress
-    ? setInterval(() => {
-        log(`\r${(done - lastDone).toLocaleString()} req/s  p50 ${ms(hist, 50)} ms  p99 ${ms(hist, 99)} ms  errors ${errors}   `);
-        lastDone = done;
-      }, 1_000)
-    : null;
-  await new Promise((r) => setTimeout(r, o.durationMs));
-  running = false;
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const requests = done;
-  if (progress) clearInterval(progress);
-  // Let the last in-flight requests land (bounded), so --verify sees every answer.
-  const deadline = Date.now() + 5_000;
-  while (clients.some((c) => c.sentAt.size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const lost = clients.reduce((n, c) => n + c.sentAt.size, 0);
-  let gateRssMb: number | null = null;
-  if (spawned?.child.pid) gateRssMb = rssMb(spawned.child.pid);
-  for (const c of clients) c.socket.destroy();
-  if (spawned) {
-    spawned.child.kill('SIGTERM');
-    await new Promise((r) => spawned.child.once('exit', r));
-  }
-  return {
-    scenario: 'request',
-    transport: 'tcp',
-    connections: o.connections,
-    inflight: o.inflight,
-    bodyBytes: o.bodyBytes,
-    seconds: Math.round(seconds * 100) / 100,
-    requests,
-    rate: Math.round(requests / seconds),
-    errors,
-    mismatches: mismatches + lost,
-    latencyMs: { p50: ms(hist, 50), p90: ms(hist, 90), p99: ms(hist, 99), p999: ms(hist, 99.9), max: Math.round(hist.max / 1e3) / 1e3 },
-    gateRssMb,
-  };
-}
-
-function rssMb(pid: number): number | null {
-  try {
-    // /proc is Linux-only; elsewhere the figure is simply omitted.
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /VmRSS:\s+(\d+) kB/.exec(status);
-    return m ? Math.round(Number(m[1]) / 1024) : null;
-  } catch {
-    return null;
-  }
-}
-
-export function formatTable(r: RequestBenchResult): string {
-  const rows: [string, string][] = [
-    ['scenario', `${r.scenario} over ${r.transport}`],
-    ['connections × in flight', `${r.connections} × ${r.inflight}`],
-    ['body', `${r.bodyBytes} B`],
-    ['duration', `${r.seconds} s`],
-    ['requests', r.requests.toLocaleString()],
-    ['throughput', `${r.rate.toLocaleString()} req/s`],
-    ['latency p50 / p90 / p99 / p99.9', `${r.latencyMs.p50} / ${r.latencyMs.p90} / ${r.latencyMs.p99} / ${r.latencyMs.p999} ms`],
-    ['latency max', `${r.latencyMs.max} ms`],
-    ['errors / mismatches', `${r.errors} / ${r.mismatches}`],
-    ['gate RSS', r.gateRssMb === null ? 'n/a' : `${r.gateRssMb} MB`],
-  ];
-  const w = Math.max(...rows.map(([k]) => k.length));
-  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
-}
-
-export async function runBenchCommand(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const cmd = new Command('gate bench')
+function buildCommand(io: Io): Command {
+  return new Command('gate bench')
     .exitOverride()
+    .allowExcessArguments(false)
     .configureOutput({ writeErr: () => undefined, writeOut: (s) => io.stdout.write(s) })
-    .addOption(new Option('--scenario <name>', 'request').default('request'))
-    .addOption(new Option('--tcp <host:port>', 'gate TCP address (default: spawn gate serve with the demo backend)'))
-    .addOption(new Option('--connections <n>', 'client connections').default('100'))
-    .addOption(new Option('--inflight <n>', 'requests in flight per connection').default('16'))
-    .addOption(new Option('--duration <d>', 'how long to run').default('10s'))
-    .addOption(new Option('--size <bytes>', 'request body size').default('64'))
-    .addOption(new Option('--route <n>', 'route (5 = echo in the demo game)').default('5'))
-    .addOption(new Option('--verify', 'check every answer arrived exactly once with the right body'))
-    .addOption(new Option('--json', 'print the result as JSON'));
-  let o: RequestBenchOptions;
+    .helpOption('-h, --help', 'show the options')
+    .addOption(new Option('--scenario <name>', 'request | push | memory').default('request'))
+    .addOption(new Option('--transport <t>', 'tcp | ws').default('tcp'))
+    .addOption(new Option('--tcp <host:port>', "a running gate's TCP address (default: spawn gate serve)"))
+    .addOption(new Option('--ws <host:port>', "a running gate's WebSocket address (default: spawn gate serve)"))
+    .addOption(new Option('--api <host:port>', "a running gate's push/admin API (push needs it; memory reads /metrics)"))
+    .addOption(new Option('--api-key <k>', 'bearer key for the API of a running gate'))
+    .addOption(new Option('--upstream <url>', 'spawned gate: this backend'))
+    .addOption(new Option('--backend <b>', 'spawned gate without --upstream: demo (embedded) | trivial (echo child process)').default('demo'))
+    .addOption(new Option('--connections <n>', 'client connections (push: clients; memory: idle clients)'))
+    .addOption(new Option('--inflight <n>', 'request: requests in flight per connection (closed loop)').default('16'))
+    .addOption(new Option('--rate <n>', 'request: open loop at this many requests/s in total (0 = closed loop)').default('0'))
+    .addOption(new Option('--size <bytes>', 'request: body size; push: about this many bytes per push'))
+    .addOption(new Option('--duration <d>', 'measured time (after --warmup)').default('10s'))
+    .addOption(new Option('--warmup <d>', 'traffic before measuring starts').default('500ms'))
+    .addOption(new Option('--route <n>', 'route (5 = echo in the demo game; the trivial backend echoes every route)').default('5'))
+    .addOption(new Option('--batch <n>', 'push: messages per /v1/push/batch').default('1000'))
+    .addOption(new Option('--via <v>', 'push: batch (/v1/push/batch) | broadcast (/v1/broadcast to every session)').default('batch'))
+    .addOption(new Option('--api-inflight <n>', 'push: API calls in flight').default('4'))
+    .addOption(new Option('--settle <d>', 'memory: wait before each sample').default('1500ms'))
+    .addOption(new Option('--verify', 'check every answer and push arrived exactly once and in order'))
+    .addOption(new Option('--json', 'print one JSON object instead of the table'))
+    .addOption(new Option('--pin', 'pin this process to core 0 and spawned servers to core 1 (taskset)'))
+    .addOption(new Option('--suite', 'gate against the plain-Node baselines in bench/ (npm run bench)'))
+    .addOption(new Option('--runs <n>', 'suite: runs per figure (medians)').default('3'))
+    .addOption(new Option('--only <parts>', `suite: comma-separated subset of ${SUITE_PARTS.join(',')}`))
+    .addOption(new Option('--push-clients <n>', 'suite: clients of the push fan-out').default('10000'))
+    .addOption(new Option('--memory-clients <n>', 'suite: idle clients of the memory figure').default('5000'))
+    .addOption(new Option('--no-pin', 'suite: do not pin'))
+    .addOption(new Option('--out <file>', 'suite: where the JSON goes').default(DEFAULT_OUT));
+}
+
+type Opts = Record<string, string | boolean | undefined>;
+
+function oneOf<T extends string>(flag: string, v: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) throw new UsageError(`--${flag}: "${String(v)}" is not one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+function addr(flag: string, v: unknown): HostPort | null {
+  if (typeof v !== 'string') return null;
+  const hp = parseHostPort(flag, v);
+  if (!/^127\./.test(hp.host) && hp.host !== 'localhost') throw new UsageError(`--${flag}: bench clients only connect to 127.x addresses, not ${hp.host}`);
+  return { host: hp.host === 'localhost' ? '127.0.0.1' : hp.host, port: hp.port };
+}
+
+/** Refuses a client count that would pass the open-file limit of this process or of a gate we spawn. */
+function checkFiles(connections: number, spawning: boolean): void {
+  const limit = openFileLimit();
+  const needHere = connections + FD_RESERVE_CLIENT;
+  const needGate = connections + FD_RESERVE_GATE;
+  if (needHere > limit || (spawning && needGate > limit)) {
+    const max = limit - (spawning ? FD_RESERVE_GATE : FD_RESERVE_CLIENT);
+    throw new UsageError(
+      `--connections: ${connections} would pass the open-file limit of ${limit} (${spawning ? 'the spawned gate holds one descriptor per client plus its upstream pool, ' : ''}this process one per client); at most ${max} here`,
+    );
+  }
+}
+
+export async function runBenchCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const cmd = buildCommand(io);
+  let v: Opts;
   try {
     cmd.parse(argv, { from: 'user' });
-    const v = cmd.opts<Record<string, string | boolean | undefined>>();
-    if (v.scenario !== 'request') throw new Error(`--scenario: "${String(v.scenario)}" is not a known scenario (request)`);
-    const connections = parseInt10('connections', String(v.connections), 1);
-    if (connections > 15_000) throw new Error('--connections: at most 15000 (the open-file limit is 20000)');
-    o = {
-      tcp: typeof v.tcp === 'string' ? parseHostPort('tcp', v.tcp) : null,
-      connections,
-      inflight: parseInt10('inflight', String(v.inflight), 1),
-      durationMs: Math.min(parseDuration('duration', String(v.duration), 100), 600_000),
-      bodyBytes: parseSize('size', String(v.size), 0),
-      route: parseInt10('route', String(v.route), 0),
-      verify: v.verify === true,
-      json: v.json === true,
-      progress: io.stderr.isTTY === true && v.json !== true,
-    };
+    v = cmd.opts<Opts>();
   } catch (e) {
     if (e instanceof CommanderError && e.exitCode === 0) return 0;
-    const msg = isGatewayError(e) || e instanceof Error ? e.message : String(e);
-    io.stderr.write(`gate bench: ${msg.replace(/^error: /, '')}\n`);
+    io.stderr.write(`gate bench: ${(e as Error).message.replace(/^error: /, '')}\n`);
     return 2;
   }
+  const children: Child[] = [];
   try {
-    const r = await runRequestBench(o, (s) => io.stderr.write(s));
-    if (o.progress) io.stderr.write('\n');
-    io.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `${formatTable(r)}\n`);
-    return r.mismatches > 0 && o.verify ? 1 : 0;
+    const json = v.json === true;
+    const progress = io.stderr.isTTY === true && !json;
+    const log = (s: string): void => void io.stderr.write(s);
+    const durationMs = parseDuration('duration', String(v.duration), 100);
+    const warmupMs = parseDuration('warmup', String(v.warmup), 0);
+    if (durationMs > MAX_DURATION_MS) throw new UsageError(`--duration: at most ${MAX_DURATION_MS / 60_000} minutes`);
+    if (warmupMs > 60_000) throw new UsageError('--warmup: at most 1 minute');
+
+    if (v.suite === true) {
+      const only = typeof v.only === 'string' ? v.only.split(',').map((p) => oneOf('only', p.trim(), SUITE_PARTS)) : [...SUITE_PARTS];
+      const pushClients = parseInt10('push-clients', String(v.pushClients), 1);
+      const memoryClients = parseInt10('memory-clients', String(v.memoryClients), 1);
+      checkFiles(Math.max(pushClients, memoryClients), true);
+      // The suite's own defaults: 5 s measured after 1 s of warm-up, unless given.
+      const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+      const r = await runSuite({
+        runs: parseInt10('runs', String(v.runs), 1),
+        durationMs: given('duration') ? durationMs : 5_000,
+        warmupMs: given('warmup') ? warmupMs : 1_000,
+        only: only,
+        pin: v.pin !== false,
+        requestConnections: given('connections') ? parseInt10('connections', String(v.connections), 1) : 100,
+        requestInflight: parseInt10('inflight', String(v.inflight), 1),
+        pushClients,
+        pushBatch: parseInt10('batch', String(v.batch), 1),
+        memoryClients,
+        progress,
+        log,
+        outFile: typeof v.out === 'string' && v.out !== '' ? v.out : null,
+      });
+      io.stdout.write(json ? `${JSON.stringify(r)}\n` : `${suiteTable(r)}\n${typeof v.out === 'string' && v.out ? `\nJSON: ${v.out}\n` : ''}`);
+      return 0;
+    }
+
+    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory'] as const);
+    const transport = oneOf('transport', v.transport, ['tcp', 'ws'] as const);
+    const backendKind = oneOf('backend', v.backend, ['demo', 'trivial'] as const);
+    const via = oneOf('via', v.via, ['batch', 'broadcast'] as const);
+    const tcp = addr('tcp', v.tcp);
+    const ws = addr('ws', v.ws);
+    const api = addr('api', v.api);
+    const apiKey = typeof v.apiKey === 'string' ? v.apiKey : null;
+    const given = tcp ?? ws;
+    if (given && transport === 'tcp' && !tcp) throw new UsageError('--transport tcp needs --tcp host:port of the running gate');
+    if (given && transport === 'ws' && !ws) throw new UsageError('--transport ws needs --ws host:port of the running gate');
+    if (given && scenario === 'push' && !api) throw new UsageError('--scenario push against a running gate needs --api host:port');
+    if (given && (typeof v.upstream === 'string' || cmd.getOptionValueSource('backend') === 'cli'))
+      throw new UsageError('--upstream and --backend choose the backend of a gate bench spawns; they do not apply with --tcp/--ws');
+    const defaultConnections = scenario === 'memory' ? 1000 : 100;
+    const connections = v.connections === undefined ? defaultConnections : parseInt10('connections', String(v.connections), 1);
+    checkFiles(connections, !given);
+    const defaultSize = scenario === 'push' ? 16 : 64;
+    const size = v.size === undefined ? defaultSize : parseSize('size', String(v.size), 0);
+    const route = parseInt10('route', String(v.route), 0);
+    if (route > 0xffff) throw new UsageError('--route: at most 65535');
+    const rate = parseInt10('rate', String(v.rate), 0);
+    const inflight = parseInt10('inflight', String(v.inflight), 1);
+    const batch = parseInt10('batch', String(v.batch), 1);
+    if (batch > 10_000) throw new UsageError('--batch: at most 10000 (the push API limit)');
+    const apiInflight = parseInt10('api-inflight', String(v.apiInflight), 1);
+    const settleMs = parseDuration('settle', String(v.settle), 0);
+    const upstream = typeof v.upstream === 'string' ? new URL(v.upstream).toString().replace(/\/$/, '') : null;
+
+    // Spawn what is not given: the backend (trivial) and the gate, pinned if asked.
+    let server: SpawnOptions = { cpu: null };
+    if (v.pin === true) {
+      if (hasTaskset() && pinSelf(0)) server = { cpu: '1' };
+      else io.stderr.write('gate bench: taskset not available; not pinning\n');
+    }
+    let gate: GateChild | null = null;
+    if (!given) {
+      let up = upstream;
+      if (!up && backendKind === 'trivial') {
+        const b = await spawnTrivialBackend(server);
+        children.push(b);
+        up = b.url;
+      }
+      const flags = scenario === 'memory' ? ['--expose-gc', '--import', pathToFileURL(PATHS.memProbe).href] : [];
+      gate = await spawnGate(up, { ...server, nodeFlags: flags });
+      children.push(gate);
+    }
+    const at: HostPort = gate ? (transport === 'tcp' ? gate.tcp : gate.ws) : transport === 'tcp' ? tcp! : ws!;
+    const serverPid = gate?.pid;
+
+    let ok: boolean;
+    let rows: [string, string][];
+    let result: RequestResult | PushResult | MemoryResult;
+    if (scenario === 'request') {
+      const r = await runRequest({ transport, at, connections, inflight, rate, bodyBytes: size, route, durationMs, warmupMs, verify: v.verify === true, progress, log, serverPid });
+      result = r;
+      rows = requestRows(r);
+      ok = requestOk(r);
+    } else if (scenario === 'push') {
+      const r = await runPush({
+        transport,
+        at,
+        api: gate ? gate.api : api!,
+        apiKey,
+        clients: connections,
+        batch,
+        via,
+        bodyBytes: size,
+        route,
+        durationMs,
+        warmupMs,
+        apiInflight,
+        verify: v.verify === true,
+        progress,
+        log,
+        serverPid,
+      });
+      result = r;
+      rows = pushRows(r);
+      ok = pushOk(r);
+    } else {
+      let source;
+      if (gate) source = probeSource(gate);
+      else if (api) source = metricsSource(api, apiKey);
+      else throw new UsageError('--scenario memory against a running gate needs --api host:port (its /metrics)');
+      const r = await runMemory({ transport, at, clients: connections, source, settleMs });
+      result = r;
+      rows = memoryRows(r);
+      ok = true;
+    }
+    io.stdout.write(json ? `${JSON.stringify({ ...result, ok })}\n` : `${table(rows)}\n`);
+    return ok ? 0 : 1;
   } catch (e) {
-    io.stderr.write(`gate bench: ${(e as Error).message}\n`);
-    return 1;
+    const msg = isGatewayError(e) || e instanceof Error ? e.message : String(e);
+    io.stderr.write(`gate bench: ${msg.replace(/^error: /, '')}\n`);
+    return e instanceof UsageError || isGatewayError(e, 'GW_ERR_CONFIG') ? 2 : 1;
+  } finally {
+    for (const c of children.reverse()) await c.stop();
   }
 }

@@ -1,13 +1,11 @@
 import {
-  BehaviorSubject,
-  NEVER,
+  Observable,
   asyncScheduler,
   defer,
   finalize,
   groupBy,
-  switchMap,
-  timer,
   type GroupedObservable,
+  type Subscription,
   type OperatorFunction,
   type SchedulerLike,
 } from 'rxjs';
@@ -57,23 +55,24 @@ export function groupByPlayer<T extends Settleable>({
       const keyOf = (v: T): string => {
         const k = key(v);
         let p = players.get(k);
-        if (!p) players.set(k, (p = { open: 0, idle$: new BehaviorSubject(true) }));
+        if (!p) players.set(k, (p = { open: 0, quietSince: scheduler.now(), wake: null }));
         const player = p;
         if (!v.settled) {
           player.open++;
           v.onSettled = () => {
-            if (--player.open === 0) player.idle$.next(true);
+            if (--player.open === 0) {
+              player.quietSince = scheduler.now();
+              player.wake?.();
+            }
           };
-        }
-        player.idle$.next(player.open === 0); // a value restarts the linger (or cancels it)
+        } else if (player.open === 0) player.quietSince = scheduler.now(); // a value restarts the linger
         return k;
       };
       return source.pipe(
         groupBy(keyOf, {
           duration: (group$) => {
             const player = players.get(group$.key)!; // set by keyOf just before the group was created
-            return player.idle$.pipe(
-              switchMap((idle) => (idle ? timer(lingerMs, scheduler) : NEVER)),
+            return lingerEnd(player, lingerMs, scheduler).pipe(
               finalize(() => {
                 if (players.get(group$.key) === player) players.delete(group$.key);
               }),
@@ -84,9 +83,42 @@ export function groupByPlayer<T extends Settleable>({
     });
 }
 
+/**
+ * Emits once the player has been quiet (nothing open) for `lingerMs`.
+ * why not composed: a `switchMap(idle ⇒ timer)` re-arms a timer on every value and every
+ * settle, i.e. twice per request on the hot path. This keeps at most one timer per group: armed
+ * when the player goes quiet, left alone while it is armed, re-armed for the time still to
+ * wait when it fires early, and not armed at all while the player is busy.
+ */
+function lingerEnd(player: Player, lingerMs: number, scheduler: SchedulerLike): Observable<void> {
+  return new Observable<void>((subscriber) => {
+    let armed: Subscription | null = null; // the pending check, if any
+    const check = (): void => {
+      armed = null;
+      if (player.open > 0) return; // busy: the settle that makes it quiet wakes us
+      const quiet = scheduler.now() - player.quietSince;
+      if (quiet >= lingerMs) subscriber.next();
+      else arm(lingerMs - quiet);
+    };
+    const arm = (delay: number): void => {
+      armed = scheduler.schedule(check, delay);
+    };
+    player.wake = () => {
+      if (armed === null) arm(lingerMs);
+    };
+    if (player.open === 0) arm(lingerMs);
+    return () => {
+      player.wake = null;
+      armed?.unsubscribe();
+    };
+  });
+}
+
 interface Player {
   /** Values of this player's group not yet settled. */
   open: number;
-  /** Adapts the settle callback (a non-Rx API) into the duration; lives with one group only. */
-  idle$: BehaviorSubject<boolean>;
+  /** When `open` last fell to 0 (or a settled value last arrived), by the scheduler's clock. */
+  quietSince: number;
+  /** Set while the group's linger is watched: called when `open` falls to 0. */
+  wake: (() => void) | null;
 }

@@ -31,22 +31,18 @@ class AttemptTimeout extends Error {}
 
 const RETRY_STATUS = new Set([502, 503, 504]);
 
-/** One attempt: the call as an Observable, aborted (socket freed) on unsubscribe. */
+/** One attempt: the call as an Observable, cancelled (socket freed) if unsubscribed before it settles. */
 const attempt$ = (rpc: RpcClient, req: RpcRequest): Observable<RpcReply> =>
-  new Observable<RpcReply>((subscriber) => {
-    const ac = new AbortController();
-    rpc.call(req, ac.signal).then(
-      (reply) => {
-        if (RETRY_STATUS.has(reply.status)) subscriber.error(new RetryableStatus(reply));
-        else {
-          subscriber.next(reply);
-          subscriber.complete();
-        }
-      },
-      (e: unknown) => subscriber.error(e),
-    );
-    return () => ac.abort();
-  });
+  new Observable<RpcReply>((subscriber) =>
+    rpc.call(req, (err, reply) => {
+      if (err !== null && err !== undefined) subscriber.error(err);
+      else if (RETRY_STATUS.has(reply!.status)) subscriber.error(new RetryableStatus(reply!));
+      else {
+        subscriber.next(reply!);
+        subscriber.complete();
+      }
+    }),
+  );
 
 /**
  * POST /rpc/{route} with a per-attempt timeout, and retries with exponential backoff and
