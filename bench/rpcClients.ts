@@ -22,7 +22,7 @@ async function startBackend(): Promise<{ url: string; stop: () => void }> {
 
 const call = (client: RpcClient, body: Buffer, headers: Record<string, string>) =>
   new Promise<{ status: number }>((resolve, reject) => {
-    client.call({ route: 5, body, headers }, (err, reply) => (err ? reject(err as Error) : resolve(reply!)));
+    client.call({ route: 5, body, headers }, (err, reply) => (err ? reject(err instanceof Error ? err : new Error("rpc call failed", { cause: err })) : resolve(reply!)));
   });
 
 async function measure(client: RpcClient): Promise<{ name: string; rate: number; p50: number; p99: number }> {
