@@ -13,13 +13,12 @@ export interface Connection {
   readonly transport: Transport;
   readonly remoteAddress: string;
   /**
-   * Decoded inbound frames. Completes when the peer goes away; errors with a GatewayError
-   * (GW_ERR_FRAME_*) on malformed input. Single subscriber. Frame bodies are views into receive
-   * buffers: copy one before keeping it beyond the current job.
+   * Decoded inbound frames. Completes when the link finishes, whichever side ends it (the
+   * peer going away, or `close`), so a pipeline over it needs no separate close signal;
+   * errors with a GatewayError (GW_ERR_FRAME_*) on malformed input. Single subscriber. Frame
+   * bodies are views into receive buffers: copy one before keeping it beyond the current job.
    */
   readonly frames$: Observable<Frame>;
-  /** Emits once, then completes, when the link is closed by either side. */
-  readonly closed$: Observable<void>;
   readonly isOpen: boolean;
   /** Why the gate closed the link (set by `close`, including a slow-consumer close inside `send`); null otherwise. */
   readonly closedWith: GatewayError | null;

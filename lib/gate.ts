@@ -7,18 +7,15 @@ import {
   Subscription,
   asyncScheduler,
   catchError,
-  connect,
   exhaustMap,
   filter,
   finalize,
   firstValueFrom,
   from,
-  ignoreElements,
   map,
   merge,
   mergeMap,
   of,
-  take,
   takeUntil,
   timer,
   type Observable,
@@ -30,8 +27,8 @@ import type { Connection } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { helloTimeout } from './ops/helloTimeout.js';
 import { idleTimeout } from './ops/idleTimeout.js';
+import { watchLink } from './ops/watchLink.js';
 import { rateLimit } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
@@ -91,6 +88,8 @@ export interface GateDeps {
   random?: () => number;
   /** Clock of the session idle timeouts (--idle-timeout); a virtual one lets tests move it. */
   idleScheduler?: SchedulerLike;
+  /** Links from another transport (in-memory ones for benchmarks and tests), served like TCP and WS ones. */
+  connections$?: Observable<Connection>;
 }
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
@@ -131,6 +130,7 @@ export class Gate {
   private nextConnId = 1;
   private readonly random: () => number;
   private readonly idleScheduler: SchedulerLike;
+  private readonly extraConnections$: Observable<Connection>;
 
   constructor(
     readonly cfg: GateConfig,
@@ -155,6 +155,7 @@ export class Gate {
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
     this.idleScheduler = deps.idleScheduler ?? asyncScheduler;
+    this.extraConnections$ = deps.connections$ ?? EMPTY;
     this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
     this.backend =
       deps.backend !== undefined
@@ -192,7 +193,9 @@ export class Gate {
     };
 
     // connections → per-connection frame pipelines → REQUEST jobs → request pool → answers.
-    const job$ = merge(listener('tcp'), listener('ws')).pipe(mergeMap((conn) => this.connection$(conn)));
+    const job$ = merge(listener('tcp'), listener('ws'), this.extraConnections$.pipe(takeUntil(this.stopAccepting))).pipe(
+      mergeMap((conn) => this.connection$(conn)),
+    );
     const answer$ = job$.pipe(
       requestPool<RequestJob, Answer>({
         key: (j) => j.session.playerId,
@@ -264,35 +267,23 @@ export class Gate {
     this.metrics.connections.inc({ transport: conn.transport });
     this.log.info({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
     let closedBy: GatewayError | null = null;
+    const limited = this.cfg.rateLimit;
     return conn.frames$.pipe(
-      idleTimeout<Frame>({ idleMs: 3 * this.cfg.heartbeatMs, code: 'GW_ERR_HEARTBEAT_TIMEOUT' }),
-      connect((f$) =>
-        merge(
-          f$.pipe(
-            filter((f) => f.type === FrameType.HELLO),
-            helloTimeout({ helloMs: this.cfg.helloTimeoutMs }),
-            take(1),
-            ignoreElements(),
-          ),
-          (this.cfg.rateLimit === null
-            ? f$
-            : f$.pipe(
-                rateLimit<Frame>({
-                  perSecond: this.cfg.rateLimit,
-                  applies: (f) => f.type === FrameType.REQUEST,
-                  onLimited: (f) => this.onRateLimited(conn, f),
-                }),
-              )
-          ).pipe(mergeMap((f) => this.onFrame(conn, st, f))),
-        ),
-      ),
+      watchLink<Frame>({ helloMs: this.cfg.helloTimeoutMs, silentMs: 3 * this.cfg.heartbeatMs, isHello: (f) => f.type === FrameType.HELLO }),
+      limited === null
+        ? (f$: Observable<Frame>) => f$
+        : rateLimit<Frame>({ perSecond: limited, applies: (f) => f.type === FrameType.REQUEST, onLimited: (f) => this.onRateLimited(conn, f) }),
+      // Synchronous per frame (no inner subscription): most frames are answered on the spot,
+      // a REQUEST becomes a job, and only HELLO goes async (login, with its own error path).
+      map((f) => this.onFrame(conn, st, f)),
+      filter((j): j is RequestJob => j !== null),
       catchError((err: unknown) => {
         closedBy = isGatewayError(err) ? err : new GatewayError('GW_ERR_FRAME_UNEXPECTED', String(err));
         this.closeWith(conn, closedBy);
         return EMPTY;
       }),
+      // No takeUntil(close): frames$ itself completes when the link finishes, either side.
       finalize(() => this.connectionEnded(conn, st, closedBy)),
-      takeUntil(conn.closed$),
     );
   }
 
@@ -319,37 +310,41 @@ export class Gate {
     this.log.info({ connId: conn.id, playerId: s?.playerId, sessionId: s?.sessionId }, 'connection closed');
   }
 
-  private onFrame(conn: Connection, st: ConnState, f: Frame): Observable<RequestJob> {
+  /** Handles one frame; returns the REQUEST job to run upstream, or null. Throws to end the link. */
+  private onFrame(conn: Connection, st: ConnState, f: Frame): RequestJob | null {
     switch (f.type) {
       case FrameType.PING:
         conn.send(frame(FrameType.PONG, f.seq));
-        return EMPTY;
+        return null;
       case FrameType.PONG:
-        return EMPTY;
+        return null;
       case FrameType.HELLO:
         if (st.phase !== 'hello') throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', 'second HELLO on one connection');
         st.phase = 'authing';
         st.hello = parseHello(f.body);
-        return from(this.login(conn, st, st.hello)).pipe(ignoreElements());
+        this.login(conn, st, st.hello).catch((e: unknown) =>
+          this.closeWith(conn, isGatewayError(e) ? e : new GatewayError('GW_ERR_AUTH_FAILED', `login failed: ${(e as Error)?.message ?? String(e)}`)),
+        );
+        return null;
       case FrameType.REQUEST:
         return this.onRequest(conn, st, f);
       case FrameType.ACK:
         if (st.session && st.phase === 'online') st.session.buffer.ack(Math.min(f.seq, st.session.pushSeq));
-        return EMPTY;
+        return null;
       case FrameType.BYE:
         this.onClientBye(conn, st, f);
-        return EMPTY;
+        return null;
       default:
         throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', `frame type ${f.type} is gate-to-client only`);
     }
   }
 
-  private onRequest(conn: Connection, st: ConnState, f: Frame): Observable<RequestJob> {
+  private onRequest(conn: Connection, st: ConnState, f: Frame): RequestJob | null {
     const s = st.session;
     if (!s || st.phase !== 'online' || s.conn !== conn) {
       this.metrics.requests.inc({ outcome: 'unauthorized' });
       if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'UNAUTHORIZED', 'REQUEST before WELCOME'));
-      return EMPTY;
+      return null;
     }
     s.touch();
     // Inflated (and so copied) first: a bad body is a protocol error whatever the window says.
@@ -360,15 +355,15 @@ export class Gate {
       switch (v.kind) {
         case 'running':
           this.metrics.requests.inc({ outcome: 'duplicate' });
-          return EMPTY; // its answer goes to the session's link when it completes
+          return null; // its answer goes to the session's link when it completes
         case 'done':
           this.metrics.requests.inc({ outcome: 'duplicate' });
           this.sendAnswer(s, conn, v.answer);
-          return EMPTY;
+          return null;
         case 'stale':
           this.metrics.requests.inc({ outcome: 'stale_request' });
           conn.send(errorFrame(f.seq, f.route, 'STALE_REQUEST', `seq ${f.seq} is older than the request window or not increasing`));
-          return EMPTY;
+          return null;
         case 'new':
           break;
       }
@@ -379,7 +374,7 @@ export class Gate {
         s.window.forget(f.seq);
         conn.send(errorFrame(f.seq, f.route, 'OVERLOADED', 'gate is shutting down'));
       }
-      return EMPTY;
+      return null;
     }
     // Fast writers: past --player-queue-max unanswered requests, stop reading this link until
     // half of them are answered (ws style inbound throttling), instead of queueing more.
@@ -387,7 +382,7 @@ export class Gate {
       s.pausedLink = conn;
       conn.pause();
     }
-    return of({ session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent });
+    return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent };
   }
 
   private onRateLimited(conn: Connection, f: Frame): void {

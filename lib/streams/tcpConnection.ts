@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { Observable, ReplaySubject, type Subscriber } from 'rxjs';
+import { Observable, type Subscriber } from 'rxjs';
 import { byeFrame } from '../bye.js';
 import type { Connection, ConnectionLimits } from '../connection.js';
 import { GatewayError } from '../errors.js';
@@ -14,13 +14,10 @@ export class TcpConnection implements Connection {
   readonly transport = 'tcp' as const;
   readonly remoteAddress: string;
   readonly frames$: Observable<Frame>;
-  readonly closed$: Observable<void>;
-  /** Bounded (1): only the close event is replayed, so late subscribers still see it. */
-  private readonly closedSubject = new ReplaySubject<void>(1);
   private open = true;
+  /** The frames$ subscriber, completed when the link finishes (whichever side ends it). */
+  private reader: Subscriber<Frame> | null = null;
   closedWith: GatewayError | null = null;
-  /** True while writes of this tick are corked, to leave in one writev. */
-  private corked = false;
 
   constructor(
     readonly id: number,
@@ -29,7 +26,6 @@ export class TcpConnection implements Connection {
   ) {
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);
-    this.closed$ = this.closedSubject.asObservable();
     socket.once('close', () => this.finished());
     // Errors (ECONNRESET, EPIPE…) end the link; 'close' follows and is what we act on.
     socket.on('error', () => undefined);
@@ -37,6 +33,11 @@ export class TcpConnection implements Connection {
   }
 
   private read(subscriber: Subscriber<Frame>): () => void {
+    if (!this.open) {
+      subscriber.complete();
+      return () => undefined;
+    }
+    this.reader = subscriber;
     const decoder = new FrameDecoder(this.limits.maxFrame);
     const emit = (f: Frame): void => subscriber.next(f);
     const onData = (chunk: Buffer): void => {
@@ -45,11 +46,10 @@ export class TcpConnection implements Connection {
     };
     const onEnd = (): void => subscriber.complete();
     this.socket.on('data', onData);
-    this.socket.once('close', onEnd);
     this.socket.once('end', onEnd);
     return () => {
+      this.reader = null;
       this.socket.off('data', onData);
-      this.socket.off('close', onEnd);
       this.socket.off('end', onEnd);
     };
   }
@@ -61,9 +61,7 @@ export class TcpConnection implements Connection {
    */
   private finished(): void {
     this.open = false;
-    if (this.closedSubject.closed) return;
-    this.closedSubject.next();
-    this.closedSubject.complete();
+    this.reader?.complete();
   }
 
   get isOpen(): boolean {
@@ -80,19 +78,12 @@ export class TcpConnection implements Connection {
       this.close(new GatewayError('GW_ERR_SLOW_CONSUMER', `over --outbound-max (${this.limits.outboundMax} bytes queued)`));
       return false;
     }
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
+    // No cork: an idle socket sends at once (one write syscall, the common case of one answer
+    // per tick), and while a write is in flight Node queues the rest and flushes them with one
+    // writev, which is the batching a burst (a push batch) needs.
     this.socket.write(encodeFrame(f, true), onFlushed);
     return true;
   }
-
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
 
   close(reason: GatewayError | null): void {
     if (!this.open) return;
@@ -100,7 +91,6 @@ export class TcpConnection implements Connection {
     this.closedWith = reason;
     const bye = reason ? byeFrame(reason) : null;
     if (bye && !this.socket.destroyed) this.socket.write(encodeFrame(bye, true));
-    if (this.corked) this.uncork();
     this.socket.end();
     if (this.socket.destroyed) return;
     // A peer that never reads would keep the socket half-open: destroy after a grace period.

@@ -1,4 +1,4 @@
-import { Observable, ReplaySubject, type Subscriber } from 'rxjs';
+import { Observable, type Subscriber } from 'rxjs';
 import type { RawData, WebSocket } from 'ws';
 import { byeFrame } from '../bye.js';
 import type { Connection, ConnectionLimits } from '../connection.js';
@@ -15,9 +15,9 @@ const asBuffer = (data: RawData): Buffer =>
 export class WsConnection implements Connection {
   readonly transport = 'ws' as const;
   readonly frames$: Observable<Frame>;
-  readonly closed$: Observable<void>;
-  private readonly closedSubject = new ReplaySubject<void>(1);
   private open = true;
+  /** The frames$ subscriber, completed when the link finishes (whichever side ends it). */
+  private reader: Subscriber<Frame> | null = null;
   closedWith: GatewayError | null = null;
 
   constructor(
@@ -26,13 +26,17 @@ export class WsConnection implements Connection {
     readonly remoteAddress: string,
     private readonly limits: ConnectionLimits,
   ) {
-    this.closed$ = this.closedSubject.asObservable();
     ws.once('close', () => this.finished());
     ws.on('error', () => undefined); // 'close' follows every error
     this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
 
   private read(subscriber: Subscriber<Frame>): () => void {
+    if (!this.open) {
+      subscriber.complete();
+      return () => undefined;
+    }
+    this.reader = subscriber;
     const onMessage = (data: RawData, isBinary: boolean): void => {
       if (!isBinary) {
         subscriber.error(new GatewayError('GW_ERR_FRAME_TEXT', 'text WebSocket messages are not frames; send binary'));
@@ -47,12 +51,10 @@ export class WsConnection implements Connection {
       }
       subscriber.next(f);
     };
-    const onClose = (): void => subscriber.complete();
     this.ws.on('message', onMessage);
-    this.ws.once('close', onClose);
     return () => {
+      this.reader = null;
       this.ws.off('message', onMessage);
-      this.ws.off('close', onClose);
     };
   }
 
@@ -63,9 +65,7 @@ export class WsConnection implements Connection {
    */
   private finished(): void {
     this.open = false;
-    if (this.closedSubject.closed) return;
-    this.closedSubject.next();
-    this.closedSubject.complete();
+    this.reader?.complete();
   }
 
   get isOpen(): boolean {
