@@ -342,7 +342,7 @@ export class Gate {
   private onRequest(conn: Connection, st: ConnState, f: Frame): RequestJob | null {
     const s = st.session;
     if (!s || st.phase !== 'online' || s.conn !== conn) {
-      this.metrics.requests.inc({ outcome: 'unauthorized' });
+      this.metrics.countRequest('unauthorized').inc();
       if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'UNAUTHORIZED', 'REQUEST before WELCOME'));
       return null;
     }
@@ -354,14 +354,14 @@ export class Gate {
       const v = s.window.admit(f.seq);
       switch (v.kind) {
         case 'running':
-          this.metrics.requests.inc({ outcome: 'duplicate' });
+          this.metrics.countRequest('duplicate').inc();
           return null; // its answer goes to the session's link when it completes
         case 'done':
-          this.metrics.requests.inc({ outcome: 'duplicate' });
+          this.metrics.countRequest('duplicate').inc();
           this.sendAnswer(s, conn, v.answer);
           return null;
         case 'stale':
-          this.metrics.requests.inc({ outcome: 'stale_request' });
+          this.metrics.countRequest('stale_request').inc();
           conn.send(errorFrame(f.seq, f.route, 'STALE_REQUEST', `seq ${f.seq} is older than the request window or not increasing`));
           return null;
         case 'new':
@@ -369,7 +369,7 @@ export class Gate {
       }
     }
     if (this.draining) {
-      this.metrics.requests.inc({ outcome: 'overloaded' });
+      this.metrics.countRequest('overloaded').inc();
       if (f.seq !== 0) {
         s.window.forget(f.seq);
         conn.send(errorFrame(f.seq, f.route, 'OVERLOADED', 'gate is shutting down'));
@@ -386,7 +386,7 @@ export class Gate {
   }
 
   private onRateLimited(conn: Connection, f: Frame): void {
-    this.metrics.requests.inc({ outcome: 'rate_limited' });
+    this.metrics.countRequest('rate_limited').inc();
     if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'RATE_LIMITED', `over --rate-limit (${this.cfg.rateLimit}/s)`));
   }
 
@@ -540,7 +540,7 @@ export class Gate {
       random: this.random,
     }).pipe(
       map((outcome) => {
-        this.metrics.upstreamDuration.observe({ result: outcome.ok ? 'ok' : outcome.code }, (performance.now() - t0) / 1000);
+        this.metrics.upstreamTime(outcome.ok ? 'ok' : outcome.code).observe((performance.now() - t0) / 1000);
         this.metrics.upstream(j.route, upstreamResult(outcome));
         if (!outcome.ok)
           this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent }, 'upstream failure');
@@ -555,7 +555,7 @@ export class Gate {
    * for the client to re-send the seq after resuming.
    */
   private deliver({ job, outcome }: Answer): void {
-    this.metrics.requests.inc({ outcome: outcome.ok ? 'ok' : outcome.code.toLowerCase() });
+    this.metrics.countRequest(outcome.ok ? 'ok' : outcome.code.toLowerCase()).inc();
     const s = job.session;
     if (--s.unanswered <= this.cfg.playerQueueMax >> 1 && s.pausedLink !== null) {
       s.pausedLink.resume();
@@ -603,7 +603,7 @@ export class Gate {
       }
     }
     const status = sent ? 'sent' : 'buffered';
-    this.metrics.pushes.inc({ status });
+    this.metrics.countPush(status).inc();
     return { seq, status };
   }
 
