@@ -1,9 +1,11 @@
 /**
- * `gate client` (lib/cli/client.ts) run in-process against a tiny fake gate (TCP and WebSocket):
- * what it sends (HELLO, REQUEST seqs, ACK batching, PING/PONG, logout BYE), what it prints, and
- * its exit statuses. Every wait is bounded and names what it waits for.
+ * `gate client` (lib/cli/client.ts, on the client SDK) run in-process: against a tiny fake gate
+ * (TCP and WebSocket) for what it sends (HELLO, REQUEST seqs, ACK batching, PONG, resume HELLO,
+ * logout BYE), what it prints and its exit statuses; and against a real in-process gate for
+ * requests, pushes, `!drop` → resume (a push sent while detached printed exactly once) and kick.
+ * Every wait is bounded and names what it waits for.
  */
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
@@ -11,7 +13,9 @@ import { deflateRawSync } from 'node:zlib';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { FLAG_DEFLATE, FrameType, encodeFrame, frame, parseFrame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
-import { formatFrame, parseInputLine, runClientCommand } from '../lib/cli/client.js';
+import { GateRequestError } from '../lib/client/node.js';
+import { formatBody, formatMessage, formatRequestError, parseInputLine, runClientCommand } from '../lib/cli/client.js';
+import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { waitFor, withTimeout } from './helpers/wait.js';
 
 const EXIT_WAIT_MS = 10_000;
@@ -45,12 +49,16 @@ const WELCOME = {
 };
 const PUSH_BODY = '{"from":"bob","text":"hi"}';
 
-/** WELCOME for HELLO; for the first REQUEST one PUSH (before the answer); RESPONSE echoing each REQUEST; PONG; close after BYE. */
+/**
+ * WELCOME for HELLO (resumed: true for a resume HELLO); for the first REQUEST on a connection one
+ * PUSH (before the answer); RESPONSE echoing each REQUEST; PONG; close after BYE.
+ */
 function defaultGate(f: Frame, c: GateConn): void {
   switch (f.type) {
     case FrameType.HELLO: {
-      const hello = bodyJson(f) as { token?: string };
-      c.send(frame(FrameType.WELCOME, 0, json({ ...WELCOME, playerId: hello.token ?? 'anon' })));
+      const hello = bodyJson(f) as { token?: string; resume?: { lastSeq: number } };
+      const resumed = hello.resume ? { resumed: true, lastSeq: hello.resume.lastSeq } : {};
+      c.send(frame(FrameType.WELCOME, 0, json({ ...WELCOME, playerId: hello.token ?? 'anon', ...resumed })));
       break;
     }
     case FrameType.REQUEST:
@@ -179,6 +187,13 @@ interface Run {
   exit: Promise<number>;
 }
 
+/** Every client started, so that one a failed test left running is ended (end of input) at the end. */
+const runs: Run[] = [];
+async function endRuns(): Promise<void> {
+  for (const r of runs) r.stdin.end();
+  await Promise.allSettled(runs.map((r) => r.exit));
+}
+
 /** Starts the client; writes `lines` to its stdin, then ends stdin unless `keepOpen`. */
 function run(argv: string[], lines: string[] = [], keepOpen = false): Run {
   const stdin = new PassThrough();
@@ -187,17 +202,22 @@ function run(argv: string[], lines: string[] = [], keepOpen = false): Run {
   const exit = withTimeout(runClientCommand(argv, { stdin, stdout, stderr }), EXIT_WAIT_MS, `gate client ${argv.join(' ')} to exit`);
   for (const l of lines) stdin.write(`${l}\n`);
   if (!keepOpen) stdin.end();
-  return { stdin, stdout, stderr, exit };
+  const r = { stdin, stdout, stderr, exit };
+  runs.push(r);
+  return r;
 }
 
-const conn = (gate: FakeGate): Promise<GateConn> => waitFor('the client to connect to the fake gate', () => gate.conns[0]);
+const conn = (gate: FakeGate, n = 0): Promise<GateConn> => waitFor(`connection #${n + 1} to the fake gate`, () => gate.conns[n]);
 const ofType = (c: GateConn, type: number): Frame[] => c.frames.filter((f) => f.type === type);
 const typesOf = (c: GateConn): number[] => c.frames.map((f) => f.type);
 
 const gates: FakeGate[] = [];
 after(async () => {
+  await endRuns();
   await Promise.all(gates.map((g) => g.close()));
 });
+/** The client has exited once it closed; its logout BYE may still be on the way to the fake gate. */
+const byeAt = (c: GateConn): Promise<true> => waitFor('the logout BYE at the fake gate', () => typesOf(c).at(-1) === FrameType.BYE);
 async function tcpGate(b?: Behaviour): Promise<FakeGate> {
   const g = await startTcpGate(b);
   gates.push(g);
@@ -212,7 +232,7 @@ async function wsGate(b?: Behaviour): Promise<FakeGate> {
 // ---------------------------------------------------------------------------------------------
 
 describe('gate client over TCP', () => {
-  it('should print WELCOME, PUSH and RESPONSE, ACK the push and log out at end of input', async () => {
+  it('should print WELCOME, PUSH and RESPONSE and log out at end of input', async () => {
     const gate = await tcpGate();
     const r = run(['--tcp', gate.address, '--token', 'alice'], ['1 {"room":"lobby"}']);
     assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
@@ -223,12 +243,13 @@ describe('gate client over TCP', () => {
     ]);
     assert.equal(r.stderr.text, '');
     const c = await conn(gate);
-    assert.deepEqual(typesOf(c), [FrameType.HELLO, FrameType.REQUEST, FrameType.ACK, FrameType.BYE]);
+    await byeAt(c);
+    // Logging out ends the session, so the push's ACK (due 100 ms after it) is not waited for.
+    assert.deepEqual(typesOf(c), [FrameType.HELLO, FrameType.REQUEST, FrameType.BYE]);
     assert.deepEqual(bodyJson(c.frames[0]!), { token: 'alice' });
     const req = c.frames[1]!;
     assert.deepEqual([req.route, req.seq, req.body.toString()], [1, 1, '{"room":"lobby"}']);
-    assert.equal(c.frames[2]!.seq, 1, 'ACK seq = highest contiguous push seq');
-    assert.deepEqual(bodyJson(c.frames[3]!), { code: 'logout' });
+    assert.deepEqual(bodyJson(c.frames[2]!), { code: 'logout' });
   });
 
   it('should number requests from 1, send notifies with seq 0 and empty bodies when none is given', async () => {
@@ -261,7 +282,7 @@ describe('gate client over TCP', () => {
     release();
     assert.equal(await r.exit, 0);
     assert.deepEqual(r.stdout.lines.slice(1), ['RESPONSE route=7 seq=1 late']);
-    assert.equal(typesOf(c).at(-1), FrameType.BYE);
+    await byeAt(c);
   });
 
   it('should ACK pushes within 100 ms with one coalesced ACK while input stays open', async () => {
@@ -334,7 +355,7 @@ describe('gate client over TCP', () => {
     assert.deepEqual(reqs, [[1, 1, 'ok']]);
   });
 
-  it('should answer gate PINGs with PONG and send a PING on !ping', async () => {
+  it('should answer gate PINGs with PONG and say that !ping is gone', async () => {
     const gate = await tcpGate((f, c) => {
       defaultGate(f, c);
       if (f.type === FrameType.HELLO) c.send(frame(FrameType.PING, 9));
@@ -342,14 +363,11 @@ describe('gate client over TCP', () => {
     const r = run(['--tcp', gate.address], ['!ping'], true);
     const c = await conn(gate);
     await waitFor('PONG seq=9 at the gate', () => ofType(c, FrameType.PONG).some((f) => f.seq === 9));
-    await waitFor('the PONG line for !ping', () => r.stdout.lines.includes('PONG seq=1'));
+    await waitFor('the !ping hint', () => r.stderr.lines.length > 0);
     r.stdin.end();
     assert.equal(await r.exit, 0);
-    assert.ok(r.stdout.lines.includes('PING seq=9'), r.stdout.text);
-    assert.deepEqual(
-      ofType(c, FrameType.PING).map((f) => f.seq),
-      [1],
-    );
+    assert.deepEqual(r.stderr.lines, ['gate client: !ping is gone: the client PINGs every heartbeat by itself (--heartbeat-ms)']);
+    assert.deepEqual(ofType(c, FrameType.PING), [], 'no PING before the heartbeat (60 s here)');
   });
 
   it('should PING every --heartbeat-ms', async () => {
@@ -377,27 +395,80 @@ describe('gate client over TCP', () => {
     const r = run(['--tcp', gate.address], ['1 {}'], true);
     assert.equal(await r.exit, 1);
     assert.equal(r.stdout.lines.at(-1), 'BYE {"code":"kicked"}');
+    assert.deepEqual(r.stderr.lines, ['gate client: the gate ended the session: kicked']);
     assert.ok(!typesOf(await conn(gate)).includes(FrameType.BYE), 'no logout after the gate said BYE');
+    assert.equal(gate.conns.length, 1, 'no reconnect after a terminal BYE');
   });
 
-  it('should exit 1 with one stderr line when the gate closes the connection', async () => {
+  it('should resume when the gate closes the connection and re-send the unanswered request with its seq', async () => {
     const gate = await tcpGate((f, c) => {
-      if (f.type === FrameType.REQUEST) c.destroy();
+      if (f.type === FrameType.REQUEST && gate.conns.length === 1) c.destroy(); // the first link dies under the request
       else defaultGate(f, c);
     });
-    const r = run(['--tcp', gate.address], ['1 {}'], true);
-    assert.equal(await r.exit, 1);
-    assert.deepEqual(r.stderr.lines, ['gate client: the gate closed the connection; to resume: --resume s-1:rt-1:0']);
+    const r = run(['--tcp', gate.address, '--reconnect-ms', '20'], ['4 {"by":1}']);
+    assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
+    assert.deepEqual(r.stdout.lines.slice(1), [
+      '* state detached (the link closed)',
+      '* state reconnecting',
+      '* state online',
+      '* resumed session s-1 (replayed up to seq 0)',
+      `PUSH route=102 seq=1 ${PUSH_BODY}`,
+      'RESPONSE route=4 seq=1 {"by":1}',
+    ]);
+    assert.equal(r.stderr.text, '');
+    const c2 = await conn(gate, 1);
+    assert.deepEqual(bodyJson(c2.frames[0]!), { token: (bodyJson(c2.frames[0]!) as { token: string }).token, resume: { sessionId: 's-1', resumeToken: 'rt-1', lastSeq: 0 } });
+    assert.deepEqual(
+      ofType(c2, FrameType.REQUEST).map((f) => [f.route, f.seq]),
+      [[4, 1]],
+      'the same seq again',
+    );
   });
 
-  it('should close without BYE on !drop and say how to resume', async () => {
+  it('should drop the link on !drop, resume, and go on with the next lines', async () => {
     const gate = await tcpGate();
-    const r = run(['--tcp', gate.address], ['!drop'], true);
-    assert.equal(await r.exit, 0);
-    const c = await conn(gate);
-    await waitFor('the fake gate to see the connection close', () => c.closed);
-    assert.deepEqual(typesOf(c), [FrameType.HELLO]);
-    assert.deepEqual(r.stderr.lines, ['gate client: dropped the connection without BYE; to resume: --resume s-1:rt-1:0']);
+    const r = run(['--tcp', gate.address, '--reconnect-ms', '20'], ['1 a', '!drop', '2 b']);
+    assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
+    const c1 = await conn(gate);
+    await waitFor('the fake gate to see the first link close', () => c1.closed);
+    assert.ok(!typesOf(c1).includes(FrameType.BYE), 'no BYE on !drop');
+    const c2 = await conn(gate, 1);
+    assert.deepEqual((bodyJson(c2.frames[0]!) as { resume?: unknown }).resume, { sessionId: 's-1', resumeToken: 'rt-1', lastSeq: 0 });
+    // Request 1 was written just before the drop: it is re-sent with seq 1, then request 2 follows.
+    assert.deepEqual(
+      ofType(c2, FrameType.REQUEST).map((f) => [f.route, f.seq]),
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    );
+    assert.deepEqual(r.stdout.lines.slice(1, 6), [
+      '* dropping the link without BYE',
+      '* state detached (the link closed)',
+      '* state reconnecting',
+      '* state online',
+      '* resumed session s-1 (replayed up to seq 0)',
+    ]);
+    assert.ok(r.stdout.lines.includes('RESPONSE route=1 seq=1 a') && r.stdout.lines.includes('RESPONSE route=2 seq=2 b'), r.stdout.text);
+    await byeAt(c2);
+  });
+
+  it('should say the session was lost when a resume is refused, and fail the request it had sent', async () => {
+    const gate = await tcpGate((f, c) => {
+      if (f.type === FrameType.REQUEST && gate.conns.length === 1) c.destroy();
+      else if (f.type === FrameType.HELLO && gate.conns.length > 1) c.send(frame(FrameType.WELCOME, 0, json({ ...WELCOME, sessionId: 's-2', resumeToken: 'rt-2' })));
+      else defaultGate(f, c);
+    });
+    const r = run(['--tcp', gate.address, '--reconnect-ms', '20'], ['1 x']);
+    assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
+    assert.deepEqual(r.stdout.lines.slice(1), [
+      '* state detached (the link closed)',
+      '* state reconnecting',
+      '* state online',
+      '* session lost (refused): fresh session s-2',
+      'ERROR route=1 seq=1 {"code":"SESSION_LOST","message":"the session ended (refused) before request #1 was answered; it may or may not have run"}',
+    ]);
+    assert.deepEqual(ofType(await conn(gate, 1), FrameType.REQUEST), [], 'a request that may have run is not re-sent on a new session');
   });
 
   it('should send --resume in HELLO, skip replayed pushes already seen and ACK from lastSeq', async () => {
@@ -418,6 +489,7 @@ describe('gate client over TCP', () => {
       ofType(c, FrameType.ACK).map((f) => f.seq),
       [6],
     );
+    assert.deepEqual(r.stdout.lines.slice(1), ['* resumed session s-1 (replayed up to seq 6)', 'PUSH route=102 seq=6 new']);
   });
 
   it('should show ERROR frames with their seq and count them as answers', async () => {
@@ -428,7 +500,7 @@ describe('gate client over TCP', () => {
     });
     const r = run(['--tcp', gate.address], ['2 {"text":"hi"}']);
     assert.equal(await r.exit, 0);
-    assert.deepEqual(r.stdout.lines.slice(1), ['ERROR seq=1 {"code":"UPSTREAM_STATUS","message":"backend answered 409","status":409}']);
+    assert.deepEqual(r.stdout.lines.slice(1), ['ERROR route=2 seq=1 {"code":"UPSTREAM_STATUS","message":"backend answered 409","status":409}']);
   });
 });
 
@@ -438,6 +510,9 @@ describe('gate client options and connection failures', () => {
     ['--tcp'],
     ['--heartbeat-ms', 'abc'],
     ['--heartbeat-ms', '0'],
+    ['--reconnect-ms', '0'],
+    ['--reconnect-ms', '60000'],
+    ['--token', ''],
     ['--tcp', 'nope'],
     ['--tcp', '127.0.0.1:70000'],
     ['--resume', 'x'],
@@ -472,7 +547,7 @@ describe('gate client options and connection failures', () => {
 });
 
 describe('gate client over WebSocket', () => {
-  it('should print WELCOME, PUSH and RESPONSE, ACK the push and log out at end of input', async () => {
+  it('should print WELCOME, PUSH and RESPONSE and log out at end of input', async () => {
     const gate = await wsGate();
     const r = run(['--ws', gate.address, '--token', 'bob'], ['1 {"room":"lobby"}', '!notify 2 {"text":"yo"}']);
     assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
@@ -482,11 +557,11 @@ describe('gate client over WebSocket', () => {
       'RESPONSE route=1 seq=1 {"room":"lobby"}',
     ]);
     const c = await conn(gate);
-    assert.deepEqual(typesOf(c), [FrameType.HELLO, FrameType.REQUEST, FrameType.REQUEST, FrameType.ACK, FrameType.BYE]);
+    await byeAt(c);
+    assert.deepEqual(typesOf(c), [FrameType.HELLO, FrameType.REQUEST, FrameType.REQUEST, FrameType.BYE]);
     assert.deepEqual(bodyJson(c.frames[0]!), { token: 'bob' });
     assert.deepEqual([c.frames[2]!.route, c.frames[2]!.seq], [2, 0]);
-    assert.equal(c.frames[3]!.seq, 1);
-    assert.deepEqual(bodyJson(c.frames[4]!), { code: 'logout' });
+    assert.deepEqual(bodyJson(c.frames[3]!), { code: 'logout' });
   });
 
   it('should accept host:port for --ws and print the BYE the gate sends', async () => {
@@ -499,6 +574,7 @@ describe('gate client over WebSocket', () => {
     const r = run(['--ws', gate.address.replace(/^ws:\/\//, '').replace(/\/$/, '')], [], true);
     assert.equal(await r.exit, 1);
     assert.deepEqual(r.stdout.lines, ['BYE {"code":"auth_failed"}']);
+    assert.deepEqual(r.stderr.lines, ['gate client: login refused: auth_failed']);
   });
 });
 
@@ -513,14 +589,101 @@ describe('gate client line parsing and frame printing', () => {
     assert.equal(parseInputLine('x 1').kind, 'invalid');
   });
 
-  it('should print frames on one line', () => {
-    assert.equal(formatFrame(frame(FrameType.PONG, 3)), 'PONG seq=3');
-    assert.equal(formatFrame(frame(FrameType.RESPONSE, 2, Buffer.from('a\nb'), 0)), 'RESPONSE route=0 seq=2 a\\nb');
-    assert.equal(formatFrame(frame(FrameType.ERROR, 4, Buffer.from('{}'), 9)), 'ERROR seq=4 {}');
-    assert.equal(formatFrame(frame(FrameType.PUSH, 1, Buffer.from([0xc3, 0x28]), 5)), 'PUSH route=5 seq=1 <2 bytes hex c328>');
-    assert.equal(
-      formatFrame(frame(FrameType.PUSH, 1, Buffer.from('nope'), 5, FLAG_DEFLATE)),
-      'PUSH route=5 seq=1 <4 bytes flagged compressed that do not inflate>',
-    );
+  it('should print answers and pushes on one line', () => {
+    assert.equal(formatMessage('RESPONSE', 0, 2, Buffer.from('a\nb')), 'RESPONSE route=0 seq=2 a\\nb');
+    assert.equal(formatMessage('RESPONSE', 6, 3, new Uint8Array(0)), 'RESPONSE route=6 seq=3');
+    assert.equal(formatMessage('PUSH', 5, 1, Buffer.from([0xc3, 0x28])), 'PUSH route=5 seq=1 <2 bytes hex c328>');
+    assert.equal(formatBody(new Uint8Array(40).fill(1)), `<40 bytes hex ${'01'.repeat(32)}…>`);
+    assert.equal(formatRequestError(3, 4, new GateRequestError('UPSTREAM_TIMEOUT', 'slow')), 'ERROR route=3 seq=4 {"code":"UPSTREAM_TIMEOUT","message":"slow"}');
+  });
+});
+
+describe('gate client against a real gate', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startGate({ auth: 'none' });
+  });
+  after(async () => {
+    await endRuns();
+    await h.close();
+  });
+
+  const address = (kind: 'tcp' | 'ws'): string[] => (kind === 'tcp' ? ['--tcp', `127.0.0.1:${h.tcpPort}`] : ['--ws', `ws://127.0.0.1:${h.wsPort}/`]);
+  const push = async (playerId: string, data: unknown): Promise<string> => {
+    const r = await api(h, 'POST', '/v1/push', { playerId, route: 100, data });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return (r.body as { status: string }).status;
+  };
+  /** The player's session state at the gate: online, detached, or null when it has none. */
+  const gateState = async (playerId: string): Promise<string | null> => {
+    const r = await api(h, 'GET', `/v1/players/${playerId}`);
+    return r.status === 200 ? (r.body as { state: string }).state : null;
+  };
+  /** Polls an async condition, one call at a time, until it holds (bounded like waitFor). */
+  const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+    let ok = false;
+    let busy = false;
+    await waitFor(what, () => {
+      if (!busy) {
+        busy = true;
+        void check().then((v) => ((ok = v), (busy = false)));
+      }
+      return ok;
+    });
+  };
+  const line = (r: Run, what: string, pred: (l: string) => boolean): Promise<string> => waitFor(what, () => r.stdout.lines.find(pred));
+
+  for (const kind of ['tcp', 'ws'] as const) {
+    it(`should answer requests, print pushes and log out at end of input (${kind})`, async () => {
+      const player = `real-${kind}-1`;
+      const r = run([...address(kind), '--token', player], ['5 hello'], true);
+      await line(r, 'the RESPONSE line', (l) => l.startsWith('RESPONSE'));
+      assert.equal(await push(player, { n: 1 }), 'sent');
+      await line(r, 'the PUSH line', (l) => l.startsWith('PUSH'));
+      r.stdin.end();
+      assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
+      const welcome = JSON.parse(r.stdout.lines[0]!.replace(/^WELCOME /, '')) as { playerId: string; resumed: boolean };
+      assert.deepEqual([welcome.playerId, welcome.resumed], [player, false]);
+      assert.deepEqual(r.stdout.lines.slice(1), ['RESPONSE route=5 seq=1 hello', 'PUSH route=100 seq=1 {"n":1}']);
+      assert.equal(r.stderr.text, '');
+      await until('the gate to end the session after the logout', async () => (await gateState(player)) === null);
+    });
+
+    it(`should show !drop, the resume, and a push sent while detached exactly once (${kind})`, async () => {
+      const player = `real-${kind}-2`;
+      // Reconnect after 0.5–1 s: time enough to push while the session is detached.
+      const r = run([...address(kind), '--token', player, '--reconnect-ms', '1000'], [], true);
+      const sessionId = (JSON.parse((await line(r, 'WELCOME', (l) => l.startsWith('WELCOME '))).slice(8)) as { sessionId: string }).sessionId;
+      assert.equal(await push(player, 'before'), 'sent');
+      await line(r, 'push 1', (l) => l.startsWith('PUSH route=100 seq=1 '));
+      r.stdin.write('!drop\n');
+      await until('the gate to see the session detached', async () => (await gateState(player)) === 'detached');
+      assert.equal(await push(player, 'while detached'), 'buffered');
+      await line(r, 'push 2, replayed after the resume', (l) => l.startsWith('PUSH route=100 seq=2 '));
+      r.stdin.write('5 after\n');
+      await line(r, 'the RESPONSE after the resume', (l) => l.startsWith('RESPONSE'));
+      r.stdin.end();
+      assert.equal(await r.exit, 0, `exit status (stderr: ${r.stderr.text})`);
+      assert.deepEqual(r.stdout.lines.slice(1), [
+        'PUSH route=100 seq=1 "before"',
+        '* dropping the link without BYE',
+        '* state detached (the link closed)',
+        '* state reconnecting',
+        '* state online',
+        `* resumed session ${sessionId} (replayed up to seq 2)`,
+        'PUSH route=100 seq=2 "while detached"',
+        'RESPONSE route=5 seq=1 after',
+      ]);
+      assert.equal(r.stderr.text, '');
+    });
+  }
+
+  it('should print BYE kicked and exit 1 when the gate kicks the player', async () => {
+    const r = run([...address('tcp'), '--token', 'real-kick'], [], true);
+    await line(r, 'WELCOME', (l) => l.startsWith('WELCOME '));
+    assert.equal((await api(h, 'POST', '/v1/kick', { playerId: 'real-kick', reason: 'cheating' })).status, 200);
+    assert.equal(await r.exit, 1);
+    assert.equal(r.stdout.lines.at(-1), 'BYE {"code":"kicked","reason":"cheating"}');
+    assert.deepEqual(r.stderr.lines, ['gate client: the gate ended the session: kicked (cheating)']);
   });
 });
