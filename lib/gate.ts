@@ -39,7 +39,7 @@ import { gotBackendClient, type BackendClient, type BackendEvent } from './strea
 import { EventQueue } from './streams/events.js';
 import { tcpConnection$, wsConnection$, type Admission } from './streams/listeners.js';
 import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
-import { upstreamCall$, type RpcOutcome } from './streams/upstream.js';
+import { upstreamCall$, type RpcOutcome, type UpstreamCallConfig } from './streams/upstream.js';
 import { errorFrame, inboundBody, jsonFrame, outboundFrame, parseHello, type Hello } from './wire.js';
 
 /** One client REQUEST on its way upstream. */
@@ -129,6 +129,8 @@ export class Gate {
   private readonly idleSubs = new WeakMap<Session, Subscription>();
   private nextConnId = 1;
   private readonly random: () => number;
+  /** The /rpc call policy, built once (not per request). */
+  private readonly upstreamCfg: UpstreamCallConfig;
   private readonly idleScheduler: SchedulerLike;
   private readonly extraConnections$: Observable<Connection>;
 
@@ -154,6 +156,7 @@ export class Gate {
     });
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
+    this.upstreamCfg = { timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries, ...RPC_BACKOFF, random: this.random };
     this.idleScheduler = deps.idleScheduler ?? asyncScheduler;
     this.extraConnections$ = deps.connections$ ?? EMPTY;
     this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
@@ -533,20 +536,13 @@ export class Gate {
     const traceparent = childTraceparent(j.traceparent);
     headers.traceparent = traceparent;
     const t0 = performance.now();
-    return upstreamCall$(rpc, { route: j.route, body: j.body, headers }, {
-      timeoutMs: this.cfg.upstreamTimeoutMs,
-      retries: this.cfg.upstreamRetries,
-      ...RPC_BACKOFF,
-      random: this.random,
-    }).pipe(
-      map((outcome) => {
-        this.metrics.upstreamTime(outcome.ok ? 'ok' : outcome.code).observe((performance.now() - t0) / 1000);
-        this.metrics.upstream(j.route, upstreamResult(outcome));
-        if (!outcome.ok)
-          this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent }, 'upstream failure');
-        return { job: j, outcome };
-      }),
-    );
+    return upstreamCall$(rpc, { route: j.route, body: j.body, headers }, this.upstreamCfg, (outcome): Answer => {
+      this.metrics.upstreamTime(outcome.ok ? 'ok' : outcome.code).observe((performance.now() - t0) / 1000);
+      this.metrics.upstream(j.route, upstreamResult(outcome));
+      if (!outcome.ok)
+        this.log.warn({ playerId: s.playerId, sessionId: s.sessionId, route: j.route, seq: j.seq, code: outcome.code, status: outcome.status, traceparent }, 'upstream failure');
+      return { job: j, outcome };
+    });
   }
 
   /**

@@ -17,6 +17,13 @@ export interface WorkerPool {
    * ```
    */
   lease<T>(): MonoTypeOperatorFunction<T>;
+  /**
+   * The same semaphore without an Observable, for the request path (one fewer subscriber per
+   * request): calls `start` once a worker is free (synchronously when one is free now), and
+   * returns `done`, which frees the worker or, while still waiting, withdraws from the queue.
+   * `done` is idempotent.
+   */
+  acquire(start: () => void): () => void;
   /** Most workers held at once. */
   readonly concurrency: number;
   /** Workers held now (≤ concurrency). */
@@ -97,8 +104,40 @@ export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
         };
       });
 
+  const acquire = (start: () => void): (() => void) => {
+    let held = false; // this caller holds a worker
+    let waiter: Waiter | null = null; // set while waiting for a worker
+    if (busy < concurrency) {
+      busy++;
+      held = true;
+      start();
+    } else {
+      waiter = {
+        cancelled: false,
+        start: () => {
+          waiter = null;
+          held = true;
+          start();
+        },
+      };
+      queue.push(waiter);
+      waiting++;
+    }
+    return () => {
+      if (waiter) {
+        waiter.cancelled = true;
+        waiter = null;
+        waiting--;
+      } else if (held) {
+        held = false;
+        release();
+      }
+    };
+  };
+
   return {
     lease,
+    acquire,
     concurrency,
     get busy() {
       return busy;

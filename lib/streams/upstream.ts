@@ -33,14 +33,17 @@ const RETRY_STATUS = new Set([502, 503, 504]);
  * subscribers and their closures per request, the largest share of the gate's own CPU per
  * request on the hot path (bench/gateCpu.ts); here one subscriber holds one timer at a time.
  */
-export function upstreamCall$(rpc: RpcClient, req: RpcRequest, cfg: UpstreamCallConfig): Observable<RpcOutcome> {
+export function upstreamCall$(rpc: RpcClient, req: RpcRequest, cfg: UpstreamCallConfig): Observable<RpcOutcome>;
+export function upstreamCall$<R>(rpc: RpcClient, req: RpcRequest, cfg: UpstreamCallConfig, project: (o: RpcOutcome) => R): Observable<R>;
+/** `project` maps the outcome before it is emitted (saves a `map` subscriber on the hot path). */
+export function upstreamCall$<R>(rpc: RpcClient, req: RpcRequest, cfg: UpstreamCallConfig, project?: (o: RpcOutcome) => R): Observable<R | RpcOutcome> {
   const scheduler = cfg.scheduler ?? asyncScheduler;
-  return new Observable<RpcOutcome>((subscriber) => {
+  return new Observable<R | RpcOutcome>((subscriber) => {
     let attempts = 0; // attempts started
     let cancel: (() => void) | null = null; // cancels the attempt in flight
     let timer: Subscription | null = null; // the attempt's timeout, or the backoff wait
     const settle = (o: RpcOutcome): void => {
-      subscriber.next(o);
+      subscriber.next(project ? project(o) : o);
       subscriber.complete();
     };
     const onTimeout = (): void => {
