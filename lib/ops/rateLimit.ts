@@ -35,28 +35,54 @@ export function rateLimit<T>(cfg: RateLimitConfig<T>): MonoTypeOperatorFunction<
   if (!(perSecond > 0)) throw new TypeError('rateLimit: perSecond must be > 0');
   if (!(burst >= 1)) throw new TypeError('rateLimit: burst must be >= 1');
   if (!(strikes >= 0)) throw new TypeError('rateLimit: strikes must be >= 0');
-  const perMs = perSecond / 1000;
   return (source) =>
     defer(() => {
-      let tokens = burst; // available now
-      let at = scheduler.now(); // when `tokens` was computed
-      let refusedInRow = 0;
+      const bucket = new TokenBucket(perSecond, burst, strikes, scheduler);
       return source.pipe(
         filter((v) => {
           if (!applies(v)) return true;
-          const now = scheduler.now();
-          tokens = Math.min(burst, tokens + (now - at) * perMs);
-          at = now;
-          if (tokens >= 1) {
-            tokens -= 1;
-            refusedInRow = 0;
-            return true;
-          }
           // A throw from filter's predicate errors the stream (RxJS forwards it).
-          if (++refusedInRow > strikes) throw new GatewayError('GW_ERR_RATE_ABUSE', `kept sending past --rate-limit (${refusedInRow} refused in a row)`);
+          if (bucket.take()) return true;
           onLimited(v);
           return false;
         }),
       );
     });
+}
+
+/**
+ * The token bucket behind `rateLimit`, usable without an operator (the gate keeps one per
+ * connection inside its per-link subscriber). `take` says whether one more may pass now,
+ * and throws GW_ERR_RATE_ABUSE past `strikes` refusals in a row.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private at: number;
+  private refusedInRow = 0;
+  private readonly perMs: number;
+
+  constructor(
+    perSecond: number,
+    private readonly burst: number,
+    private readonly strikes: number,
+    private readonly scheduler: SchedulerLike,
+  ) {
+    this.perMs = perSecond / 1000;
+    this.tokens = burst;
+    this.at = scheduler.now();
+  }
+
+  take(): boolean {
+    const now = this.scheduler.now();
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.at) * this.perMs);
+    this.at = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      this.refusedInRow = 0;
+      return true;
+    }
+    if (++this.refusedInRow > this.strikes)
+      throw new GatewayError('GW_ERR_RATE_ABUSE', `kept sending past --rate-limit (${this.refusedInRow} refused in a row)`);
+    return false;
+  }
 }

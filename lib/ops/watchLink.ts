@@ -1,4 +1,4 @@
-import { Observable, asyncScheduler, tap, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike } from 'rxjs';
+import { Observable, asyncScheduler, tap, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
 import { GatewayError } from '../errors.js';
 
 export interface WatchLinkConfig<T> {
@@ -33,27 +33,62 @@ export function watchLink<T>({ helloMs, silentMs, isHello, scheduler = asyncSche
   if (!(silentMs > 0)) throw new TypeError('watchLink: silentMs must be > 0');
   return (source) =>
     new Observable<T>((subscriber) => {
-      const start = scheduler.now();
-      let last = start; // time of the last value
-      let helloSeen = false;
+      const deadlines = new LinkDeadlines(helloMs, silentMs, scheduler, (e) => subscriber.error(e));
       // Source first, timer second (as RxJS `timeout` does): a value due at the very moment the
       // timer is due wins the tie.
-      source
-        .pipe(
-          tap((v) => {
-            last = scheduler.now();
-            if (!helloSeen && isHello(v)) helloSeen = true;
-          }),
-        )
-        .subscribe(subscriber);
-      const due = (): number => (helloSeen ? last + silentMs : Math.min(start + helloMs, last + silentMs));
-      subscriber.add(
-        scheduler.schedule(function check(this: SchedulerAction<void>) {
-          const now = scheduler.now();
-          if (!helloSeen && now >= start + helloMs) subscriber.error(new GatewayError('GW_ERR_HELLO_TIMEOUT', `no HELLO within ${helloMs}ms`));
-          else if (now >= last + silentMs) subscriber.error(new GatewayError('GW_ERR_HEARTBEAT_TIMEOUT', `silent for ${silentMs}ms`));
-          else this.schedule(undefined, due() - now);
-        }, Math.min(helloMs, silentMs)),
-      );
+      source.pipe(tap((v) => deadlines.frame(isHello(v)))).subscribe(subscriber);
+      deadlines.arm();
+      subscriber.add(deadlines);
     });
+}
+
+/**
+ * The state machine behind `watchLink`, usable without an operator: the gate holds one per
+ * connection inside its single per-link subscriber (see docs/architecture.md on memory). A
+ * frame costs one clock read; one scheduled action per link, re-armed lazily, is the only timer.
+ * The action's work is a static function with the instance as its state, so a link costs no
+ * closures here.
+ */
+export class LinkDeadlines {
+  private readonly start: number;
+  /** Time of the last frame. */
+  private last: number;
+  private helloSeen = false;
+  private action: Subscription | null = null;
+
+  constructor(
+    private readonly helloMs: number,
+    private readonly silentMs: number,
+    private readonly scheduler: SchedulerLike,
+    private readonly onExpire: (e: GatewayError) => void,
+  ) {
+    this.start = this.last = scheduler.now();
+  }
+
+  /** Starts the clock (after subscribing to the source, so a frame due at a deadline wins). */
+  arm(): void {
+    this.action = this.scheduler.schedule(checkDeadlines, Math.min(this.helloMs, this.silentMs), this);
+  }
+
+  frame(isHello: boolean): void {
+    this.last = this.scheduler.now();
+    if (isHello) this.helloSeen = true;
+  }
+
+  unsubscribe(): void {
+    this.action?.unsubscribe();
+    this.action = null;
+  }
+
+  /** The timer fired: expire, or re-arm `action` for the next deadline. */
+  tick(action: SchedulerAction<LinkDeadlines>): void {
+    const now = this.scheduler.now();
+    if (!this.helloSeen && now >= this.start + this.helloMs) this.onExpire(new GatewayError('GW_ERR_HELLO_TIMEOUT', `no HELLO within ${this.helloMs}ms`));
+    else if (now >= this.last + this.silentMs) this.onExpire(new GatewayError('GW_ERR_HEARTBEAT_TIMEOUT', `silent for ${this.silentMs}ms`));
+    else action.schedule(this, (this.helloSeen ? this.last + this.silentMs : Math.min(this.start + this.helloMs, this.last + this.silentMs)) - now);
+  }
+}
+
+function checkDeadlines(this: SchedulerAction<LinkDeadlines>, d?: LinkDeadlines): void {
+  d?.tick(this);
 }
