@@ -28,7 +28,7 @@ import type { Connection } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { idleTimeout } from './ops/idleTimeout.js';
+import { QuietWatch } from './ops/idleTimeout.js';
 import { LinkDeadlines } from './ops/watchLink.js';
 import { TokenBucket } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
@@ -127,7 +127,6 @@ export class Gate {
   /** Admitted requests not yet answered (the request pool's depth). */
   private depth = 0;
   private readonly depthChanged = new Subject<number>();
-  private readonly idleSubs = new WeakMap<Session, Subscription>();
   private nextConnId = 1;
   private readonly random: () => number;
   /** The /rpc call policy, built once (not per request). */
@@ -462,10 +461,8 @@ export class Gate {
 
   /** The session's idle clock: --idle-timeout without a REQUEST ends it (BYE idle). */
   private watchIdle(s: Session): void {
-    const sub = s.activity$.pipe(idleTimeout<void>({ idleMs: this.cfg.idleTimeoutMs, scheduler: this.idleScheduler })).subscribe({
-      error: (e: unknown) => this.endSession(s, 'idle', e as GatewayError),
-    });
-    this.idleSubs.set(s, sub);
+    s.idle = new QuietWatch(this.cfg.idleTimeoutMs, 'GW_ERR_IDLE_TIMEOUT', this.idleScheduler, (e) => this.endSession(s, 'idle', e));
+    s.idle.arm();
   }
 
   private detach(s: Session, reason: string): void {
@@ -481,8 +478,6 @@ export class Gate {
     s.state = 'ended';
     this.store.remove(s);
     s.endActivity();
-    this.idleSubs.get(s)?.unsubscribe();
-    this.idleSubs.delete(s);
     const conn = s.conn;
     s.conn = null;
     if (conn) {

@@ -24,8 +24,8 @@ const NOT_RUN = Symbol('not run');
  * entries (each answer at most --max-frame bytes).
  */
 export class RequestWindow {
-  /** seq → answer frame, null while running, NOT_RUN when refused before running. */
-  private readonly entries = new Map<number, Frame | null | typeof NOT_RUN>();
+  /** seq → answer frame, null while running, NOT_RUN when refused before running. Created on first use: most sessions sit idle. */
+  private entries: Map<number, Frame | null | typeof NOT_RUN> | null = null;
   /** Highest seq admitted. */
   private highest = 0;
 
@@ -35,33 +35,34 @@ export class RequestWindow {
 
   /** Classifies `seq` and, when new, records it as running. seq 0 (notify) is never windowed. */
   admit(seq: number): WindowVerdict {
-    const e = this.entries.get(seq);
+    const entries = (this.entries ??= new Map<number, Frame | null | typeof NOT_RUN>());
+    const e = entries.get(seq);
     if (e === NOT_RUN) {
-      this.entries.set(seq, null);
+      entries.set(seq, null);
       return NEW;
     }
     if (e !== undefined) return e === null ? RUNNING : { kind: 'done', answer: e };
     if (seq <= this.highest) return STALE;
     this.highest = seq;
-    this.entries.set(seq, null);
-    if (this.entries.size > this.size) {
-      const oldest = this.entries.keys().next().value as number;
-      this.entries.delete(oldest);
+    entries.set(seq, null);
+    if (entries.size > this.size) {
+      const oldest = entries.keys().next().value as number;
+      entries.delete(oldest);
     }
     return NEW;
   }
 
   /** Records the answer of a running seq (ignored if it already left the window). */
   complete(seq: number, answer: Frame): void {
-    if (this.entries.has(seq)) this.entries.set(seq, answer);
+    if (this.entries?.has(seq)) this.entries.set(seq, answer);
   }
 
   /** The seq was refused without running (OVERLOADED): a re-send of it runs, once. */
   forget(seq: number): void {
-    if (this.entries.has(seq)) this.entries.set(seq, NOT_RUN);
+    if (this.entries?.has(seq)) this.entries.set(seq, NOT_RUN);
   }
 
   get length(): number {
-    return this.entries.size;
+    return this.entries?.size ?? 0;
   }
 }

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Subject, type Observable } from 'rxjs';
 import type { Connection } from './connection.js';
+import type { QuietWatch } from './ops/idleTimeout.js';
 import { PushBuffer } from './pushBuffer.js';
 import { RequestWindow } from './requestWindow.js';
 
@@ -33,9 +33,8 @@ export class Session {
   pausedLink: Connection | null = null;
   /** Client asked for compressed RESPONSE/PUSH bodies (§2.2). */
   compress: boolean;
-  /** Each REQUEST ticks it; the session's idle clock (idleTimeout) watches it. */
-  private readonly activity = new Subject<void>();
-  readonly activity$: Observable<void> = this.activity.asObservable();
+  /** The --idle-timeout clock (idleTimeout's state machine): each REQUEST touches it. Set by the gate. */
+  idle: QuietWatch | null = null;
 
   readonly playerId: string;
 
@@ -60,11 +59,12 @@ export class Session {
   }
 
   touch(): void {
-    this.activity.next();
+    this.idle?.touch();
   }
 
-  /** Ends the idle clock; called once when the session ends. */
+  /** Stops the idle clock; called once when the session ends. */
   endActivity(): void {
-    this.activity.complete();
+    this.idle?.unsubscribe();
+    this.idle = null;
   }
 }

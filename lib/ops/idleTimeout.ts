@@ -1,4 +1,4 @@
-import { Observable, asyncScheduler, tap, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike } from 'rxjs';
+import { Observable, asyncScheduler, tap, type MonoTypeOperatorFunction, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
 import { GatewayError, type GatewayErrorCode } from '../errors.js';
 
 export interface IdleTimeoutConfig {
@@ -27,24 +27,58 @@ export function idleTimeout<T>({ idleMs, code = 'GW_ERR_IDLE_TIMEOUT', scheduler
   // timer, when it fires, errors if the silence is long enough or re-arms for what is left.
   return (source) =>
     new Observable<T>((subscriber) => {
-      let last = scheduler.now(); // time of the last value (or of subscription)
-      let seen = 0; // values so far, reported in the error like timeout's `seen`
+      const watch = new QuietWatch(idleMs, code, scheduler, (e) => subscriber.error(e));
       // Source first, timer second (as RxJS `timeout` does): a value due at the very moment the
       // timer is due wins the tie.
-      source
-        .pipe(
-          tap(() => {
-            last = scheduler.now();
-            seen++;
-          }),
-        )
-        .subscribe(subscriber);
-      subscriber.add(
-        scheduler.schedule(function check(this: SchedulerAction<void>) {
-          const quiet = scheduler.now() - last;
-          if (quiet >= idleMs) subscriber.error(new GatewayError(code, `silent for ${idleMs}ms`, { seen }));
-          else this.schedule(undefined, idleMs - quiet);
-        }, idleMs),
-      );
+      source.pipe(tap(() => watch.touch())).subscribe(subscriber);
+      watch.arm();
+      subscriber.add(watch);
     });
+}
+
+/**
+ * The state machine behind `idleTimeout`, usable without an operator: each session holds one
+ * for --idle-timeout (REQUESTs `touch` it). One scheduled action, re-armed lazily; its work is
+ * a module function with the watch as state, so a session costs no closures here.
+ */
+export class QuietWatch {
+  /** Time of the last touch (or of creation). */
+  private last: number;
+  /** Touches so far, reported in the error like `timeout`'s `seen`. */
+  private seen = 0;
+  private action: Subscription | null = null;
+
+  constructor(
+    private readonly idleMs: number,
+    private readonly code: GatewayErrorCode,
+    private readonly scheduler: SchedulerLike,
+    private readonly onExpire: (e: GatewayError) => void,
+  ) {
+    this.last = scheduler.now();
+  }
+
+  arm(): void {
+    this.action = this.scheduler.schedule(checkQuiet, this.idleMs, this);
+  }
+
+  touch(): void {
+    this.last = this.scheduler.now();
+    this.seen++;
+  }
+
+  unsubscribe(): void {
+    this.action?.unsubscribe();
+    this.action = null;
+  }
+
+  /** The timer fired: expire, or re-arm `action` for what is left of the silence. */
+  tick(action: SchedulerAction<QuietWatch>): void {
+    const quiet = this.scheduler.now() - this.last;
+    if (quiet >= this.idleMs) this.onExpire(new GatewayError(this.code, `silent for ${this.idleMs}ms`, { seen: this.seen }));
+    else action.schedule(this, this.idleMs - quiet);
+  }
+}
+
+function checkQuiet(this: SchedulerAction<QuietWatch>, w?: QuietWatch): void {
+  w?.tick(this);
 }
