@@ -14,7 +14,6 @@ export type SessionState = 'online' | 'detached' | 'ended';
 export class Session {
   readonly sessionId: string;
   readonly resumeToken: string;
-  readonly createdAt = Date.now();
   state: SessionState = 'online';
   /** The attached link; null while detached. */
   conn: Connection | null;
