@@ -25,6 +25,7 @@ import type { GateConfig } from './config.js';
 import type { Connection } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
+import { CoarseScheduler } from './coarseScheduler.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { QuietWatch } from './ops/idleTimeout.js';
 import { LinkDeadlines } from './ops/watchLink.js';
@@ -132,6 +133,8 @@ export class Gate {
   /** The /rpc call policy, built once (not per request). */
   private readonly upstreamCfg: UpstreamCallConfig;
   private readonly idleScheduler: SchedulerLike;
+  /** @internal The clock of HELLO and heartbeat deadlines (and, by default, of session idle). */
+  readonly deadlineScheduler: SchedulerLike;
   private readonly extraConnections$: Observable<Connection>;
 
   constructor(
@@ -157,7 +160,10 @@ export class Gate {
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
     this.upstreamCfg = { timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries, ...RPC_BACKOFF, random: this.random };
-    this.idleScheduler = deps.idleScheduler ?? asyncScheduler;
+    // Link and session deadlines are many and long: bucketed timers, at most 5% late.
+    const shortest = Math.min(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, cfg.idleTimeoutMs);
+    this.deadlineScheduler = new CoarseScheduler(Math.min(250, Math.max(5, Math.floor(shortest / 20))));
+    this.idleScheduler = deps.idleScheduler ?? this.deadlineScheduler;
     this.extraConnections$ = deps.connections$ ?? EMPTY;
     this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
     this.backend =
@@ -716,7 +722,7 @@ class Link implements ConnState, Observer<Frame> {
     private readonly out: Observer<RequestJob>,
   ) {
     const cfg = gate.cfg;
-    this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, asyncScheduler, (e) => this.error(e));
+    this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, gate.deadlineScheduler, (e) => this.error(e));
     this.bucket = cfg.rateLimit === null ? null : new TokenBucket(cfg.rateLimit, cfg.rateLimit, cfg.rateLimit, asyncScheduler);
   }
 

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { firstValueFrom, timer } from 'rxjs';
+import { CoarseScheduler } from '../lib/coarseScheduler.js';
+import { QuietWatch } from '../lib/ops/idleTimeout.js';
+import { waitFor } from './helpers/wait.js';
+
+describe('CoarseScheduler', () => {
+  it('should run work no earlier than its delay and at most one resolution late', async () => {
+    const s = new CoarseScheduler(20);
+    const t0 = Date.now();
+    const fired: number[] = [];
+    for (const d of [0, 5, 30, 55]) s.schedule(() => fired.push(Date.now() - t0 - d), d);
+    await waitFor('all four fired', () => fired.length === 4, 2_000);
+    for (const late of fired) {
+      assert.ok(late >= 0, `fired ${late} ms early`);
+      assert.ok(late < 20 + 40, `fired ${late} ms late`); // resolution plus event-loop slack
+    }
+  });
+
+  it('should not run cancelled work, and re-arm from inside the work', async () => {
+    const s = new CoarseScheduler(10);
+    let cancelled = 0;
+    s.schedule(() => cancelled++, 10).unsubscribe();
+    let runs = 0;
+    s.schedule(function (this: { schedule(state?: unknown, delay?: number): unknown }) {
+      if (++runs < 3) this.schedule(undefined, 10);
+    }, 10);
+    await waitFor('three runs', () => runs === 3, 2_000);
+    assert.equal(cancelled, 0);
+  });
+
+  it('should drive rxjs timers and the idle watch', async () => {
+    const s = new CoarseScheduler(10);
+    // The scheduler's interval is unref'd (a watchdog never keeps a process alive): hold the loop open.
+    const keep = setInterval(() => undefined, 1_000);
+    after(() => clearInterval(keep));
+    assert.equal(await firstValueFrom(timer(15, s)), 0);
+    let expired = '';
+    const w = new QuietWatch(30, 'GW_ERR_IDLE_TIMEOUT', s, (e) => (expired = e.code));
+    w.arm();
+    await waitFor('idle watch expired', () => expired === 'GW_ERR_IDLE_TIMEOUT', 2_000);
+  });
+
+  it('should refuse a resolution below 1 ms', () => {
+    assert.throws(() => new CoarseScheduler(0), TypeError);
+  });
+});
