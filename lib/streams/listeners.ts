@@ -83,8 +83,7 @@ export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
         socket.destroy();
         return;
       }
-      socket.once('close', () => cfg.admission.open--);
-      subscriber.next(new TcpConnection(cfg.nextId(), socket, cfg.limits));
+      subscriber.next(new TcpConnection(cfg.nextId(), socket, cfg.limits, cfg.admission));
     };
     let server: NetServer;
     try {

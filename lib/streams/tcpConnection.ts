@@ -6,13 +6,15 @@ import { GatewayError } from '../errors.js';
 import { encodeFrame, type Frame } from '../frame.js';
 import { FrameDecoder } from '../frameDecoder.js';
 
+const ignore = (): void => undefined;
+
 /** How long a closing link may take to flush its BYE before it is destroyed. */
 const CLOSE_GRACE_MS = 2_000;
 
 /** A raw TCP (or TLS) client link: u32 length-prefixed frames (§2.1). */
 export class TcpConnection implements Connection {
   readonly transport = 'tcp' as const;
-  readonly remoteAddress: string;
+
   readonly frames$: Observable<Frame>;
   private open = true;
   /** The frames$ subscriber, completed when the link finishes (whichever side ends it). */
@@ -23,12 +25,18 @@ export class TcpConnection implements Connection {
     readonly id: number,
     private readonly socket: Socket,
     private readonly limits: ConnectionLimits,
+    /** Decremented when the socket closes (the --max-connections count). */
+    counted: { open: number } | null = null,
   ) {
-    this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);
-    socket.once('close', () => this.finished());
+    // One 'close' listener does both: the link is finished, and it no longer counts against
+    // --max-connections. (Listeners and strings are kept few: every idle link pays for them.)
+    socket.on('close', () => {
+      if (counted) counted.open--;
+      this.finished();
+    });
     // Errors (ECONNRESET, EPIPE…) end the link; 'close' follows and is what we act on.
-    socket.on('error', () => undefined);
+    socket.on('error', ignore);
     this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
 
@@ -62,6 +70,11 @@ export class TcpConnection implements Connection {
   private finished(): void {
     this.open = false;
     this.reader?.complete();
+  }
+
+  /** Computed when asked (logs): not kept as a string on every link. */
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? 0}`;
   }
 
   get isOpen(): boolean {
