@@ -1,30 +1,12 @@
 import { GatewayError } from './errors.js';
 
-/** Frame types of §2.1. */
-export const FrameType = {
-  HELLO: 1,
-  WELCOME: 2,
-  REQUEST: 3,
-  RESPONSE: 4,
-  PUSH: 5,
-  ACK: 6,
-  PING: 7,
-  PONG: 8,
-  ERROR: 9,
-  BYE: 10,
-} as const;
-export type FrameTypeName = keyof typeof FrameType;
-export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
+import { FLAG_DEFLATE, FrameType, HEADER_BYTES, PREFIX_BYTES, type FrameTypeCode } from './wireConstants.js';
+
+export { FLAG_DEFLATE, FrameType, HEADER_BYTES, PREFIX_BYTES, type FrameTypeCode, type FrameTypeName } from './wireConstants.js';
 
 export const FRAME_TYPE_NAMES: readonly string[] = Object.entries(FrameType)
   .sort((a, b) => a[1] - b[1])
   .reduce<string[]>((acc, [name, code]) => ((acc[code] = name), acc), []);
-
-/** Flag bit 0: the body is raw DEFLATE. Every other bit is reserved and must be 0. */
-export const FLAG_DEFLATE = 0x01;
-export const HEADER_BYTES = 8;
-/** TCP framing adds a u32 length (8 + body) before each frame. */
-export const PREFIX_BYTES = 4;
 
 export interface Frame {
   readonly type: number;

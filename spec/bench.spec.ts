@@ -1,7 +1,8 @@
 /**
  * `gate bench` smoke test: each scenario, run briefly against a gate it spawns itself, exits 0
- * with one sane JSON object on stdout and every answer and push verified; bad options exit 2
- * with one line. Kept short (a few seconds in all): the real figures come from `npm run bench`.
+ * with one sane JSON object on stdout and every answer and push verified (churn: 200 cycles, the
+ * gate back to zero and its heap within the limit); bad options exit 2 with one line. Kept short
+ * (a few seconds each): the real figures come from `npm run bench` and the full churn run.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,12 +78,32 @@ describe('gate bench', { concurrency: 3 }, () => {
     assert.ok(mj.rssAfterMb > 0 && Number.isFinite(mj.rssPerConnection) && Number.isFinite(mj.heapPerConnection));
   });
 
+  it('churn over TCP: 200 cycles, nothing left behind', async () => {
+    const t0 = Date.now();
+    const r = await bench(['--scenario', 'churn', '--cycles', '200', '--concurrency', '20', '--json']);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const j = oneJson(r.stdout);
+    assert.equal(j.scenario, 'churn');
+    assert.equal(j.transport, 'tcp');
+    assert.equal(j.cycles, 200);
+    assert.ok(j.rate > 0, `cycles/s: ${r.stdout}`);
+    assert.equal(j.errors, 0, JSON.stringify(j.errorCodes));
+    assert.equal(j.statsSettled, true);
+    assert.deepEqual(j.stats, { connections: 0, sessions: 0, inflight: 0, queued: 0 });
+    assert.equal(j.gc, true);
+    assert.ok(Number.isFinite(j.heapBeforeMb) && Number.isFinite(j.heapAfterMb) && j.heapGrowthMb <= j.heapLimitMb, `heap: ${r.stdout}`);
+    assert.equal(j.ok, true);
+    assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+  });
+
   it('refuses what it cannot do: exit 2, one line naming the option', async () => {
     for (const args of [
       ['--connections', '25000'],
       ['--scenario', 'nope'],
       ['--tcp', '10.0.0.1:7000'],
       ['--duration', 'soon'],
+      ['--cycles', '0', '--scenario', 'churn'],
+      ['--concurrency', '30000', '--scenario', 'churn'],
     ]) {
       const r = await bench(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

@@ -1,5 +1,5 @@
-// `gate bench`: the load generator (CONTRACT §1). Scenarios `request`, `push` and `memory`
-// against a gate at a given address, or against one it spawns (embedded demo backend, a
+// `gate bench`: the load generator (CONTRACT §1). Scenarios `request`, `push`, `memory` and
+// `churn` against a gate at a given address, or against one it spawns (embedded demo backend, a
 // trivial backend child, or --upstream); `--suite` runs the gate-versus-baseline comparison of
 // `npm run bench`. Pieces live in ./bench/.
 import { pathToFileURL } from 'node:url';
@@ -21,16 +21,19 @@ import {
   type HostPort,
   type SpawnOptions,
 } from './bench/common.js';
+import { CYCLE_TIMEOUT_MS, churnOk, churnRows, runChurn, type ChurnResult } from './bench/churn.js';
 import { memoryRows, metricsSource, probeSource, runMemory, type MemoryResult } from './bench/memory.js';
 import { pushOk, pushRows, runPush, type PushResult } from './bench/push.js';
 import { requestOk, requestRows, runRequest, type RequestResult } from './bench/request.js';
 import { DEFAULT_OUT, SUITE_PARTS, runSuite, suiteTable } from './bench/suite.js';
 
 export { spawnGate } from './bench/common.js';
-export type { RequestResult, PushResult, MemoryResult };
+export type { RequestResult, PushResult, MemoryResult, ChurnResult };
 
 /** Longest --duration accepted: every run is bounded. */
 const MAX_DURATION_MS = 10 * 60_000;
+/** Most --cycles accepted (churn): each is bounded by CYCLE_TIMEOUT_MS, so the run is too. */
+const MAX_CYCLES = 1_000_000;
 
 interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -45,14 +48,14 @@ function buildCommand(io: Io): Command {
     .allowExcessArguments(false)
     .configureOutput({ writeErr: () => undefined, writeOut: (s) => io.stdout.write(s) })
     .helpOption('-h, --help', 'show the options')
-    .addOption(new Option('--scenario <name>', 'request | push | memory').default('request'))
+    .addOption(new Option('--scenario <name>', 'request | push | memory | churn').default('request'))
     .addOption(new Option('--transport <t>', 'tcp | ws').default('tcp'))
     .addOption(new Option('--tcp <host:port>', "a running gate's TCP address (default: spawn gate serve)"))
     .addOption(new Option('--ws <host:port>', "a running gate's WebSocket address (default: spawn gate serve)"))
-    .addOption(new Option('--api <host:port>', "a running gate's push/admin API (push needs it; memory reads /metrics)"))
+    .addOption(new Option('--api <host:port>', "a running gate's push/admin API (push and churn need it; memory reads /metrics)"))
     .addOption(new Option('--api-key <k>', 'bearer key for the API of a running gate'))
     .addOption(new Option('--upstream <url>', 'spawned gate: this backend'))
-    .addOption(new Option('--backend <b>', 'spawned gate without --upstream: demo (embedded) | trivial (echo child process)').default('demo'))
+    .addOption(new Option('--backend <b>', 'spawned gate without --upstream: demo (embedded) | trivial (echo child process); churn: trivial unless given').default('demo'))
     .addOption(new Option('--connections <n>', 'client connections (push: clients; memory: idle clients)'))
     .addOption(new Option('--inflight <n>', 'request: requests in flight per connection (closed loop)').default('16'))
     .addOption(new Option('--rate <n>', 'request: open loop at this many requests/s in total (0 = closed loop)').default('0'))
@@ -64,6 +67,8 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--via <v>', 'push: batch (/v1/push/batch) | broadcast (/v1/broadcast to every session)').default('batch'))
     .addOption(new Option('--api-inflight <n>', 'push: API calls in flight').default('4'))
     .addOption(new Option('--settle <d>', 'memory: wait before each sample').default('1500ms'))
+    .addOption(new Option('--cycles <n>', `churn: connect / HELLO / REQUEST / BYE logout / close cycles (each at most ${CYCLE_TIMEOUT_MS / 1000} s)`).default('10000'))
+    .addOption(new Option('--concurrency <n>', 'churn: cycles running at once').default('50'))
     .addOption(new Option('--verify', 'check every answer and push arrived exactly once and in order'))
     .addOption(new Option('--json', 'print one JSON object instead of the table'))
     .addOption(new Option('--pin', 'pin this process to core 0 and spawned servers to core 1 (taskset)'))
@@ -91,14 +96,14 @@ function addr(flag: string, v: unknown): HostPort | null {
 }
 
 /** Refuses a client count that would pass the open-file limit of this process or of a gate we spawn. */
-function checkFiles(connections: number, spawning: boolean): void {
+function checkFiles(connections: number, spawning: boolean, flag = 'connections'): void {
   const limit = openFileLimit();
   const needHere = connections + FD_RESERVE_CLIENT;
   const needGate = connections + FD_RESERVE_GATE;
   if (needHere > limit || (spawning && needGate > limit)) {
     const max = limit - (spawning ? FD_RESERVE_GATE : FD_RESERVE_CLIENT);
     throw new UsageError(
-      `--connections: ${connections} would pass the open-file limit of ${limit} (${spawning ? 'the spawned gate holds one descriptor per client plus its upstream pool, ' : ''}this process one per client); at most ${max} here`,
+      `--${flag}: ${connections} would pass the open-file limit of ${limit} (${spawning ? 'the spawned gate holds one descriptor per client plus its upstream pool, ' : ''}this process one per client); at most ${max} here`,
     );
   }
 }
@@ -150,7 +155,7 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       return 0;
     }
 
-    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory'] as const);
+    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory', 'churn'] as const);
     const transport = oneOf('transport', v.transport, ['tcp', 'ws'] as const);
     const backendKind = oneOf('backend', v.backend, ['demo', 'trivial'] as const);
     const via = oneOf('via', v.via, ['batch', 'broadcast'] as const);
@@ -161,12 +166,16 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     const given = tcp ?? ws;
     if (given && transport === 'tcp' && !tcp) throw new UsageError('--transport tcp needs --tcp host:port of the running gate');
     if (given && transport === 'ws' && !ws) throw new UsageError('--transport ws needs --ws host:port of the running gate');
-    if (given && scenario === 'push' && !api) throw new UsageError('--scenario push against a running gate needs --api host:port');
+    if (given && (scenario === 'push' || scenario === 'churn') && !api) throw new UsageError(`--scenario ${scenario} against a running gate needs --api host:port`);
     if (given && (typeof v.upstream === 'string' || cmd.getOptionValueSource('backend') === 'cli'))
       throw new UsageError('--upstream and --backend choose the backend of a gate bench spawns; they do not apply with --tcp/--ws');
     const defaultConnections = scenario === 'memory' ? 1000 : 100;
     const connections = v.connections === undefined ? defaultConnections : parseInt10('connections', String(v.connections), 1);
-    checkFiles(connections, !given);
+    const cycles = parseInt10('cycles', String(v.cycles), 1);
+    if (cycles > MAX_CYCLES) throw new UsageError(`--cycles: at most ${MAX_CYCLES}`);
+    const concurrency = parseInt10('concurrency', String(v.concurrency), 1);
+    if (scenario === 'churn') checkFiles(concurrency, !given, 'concurrency');
+    else checkFiles(connections, !given);
     const defaultSize = scenario === 'push' ? 16 : 64;
     const size = v.size === undefined ? defaultSize : parseSize('size', String(v.size), 0);
     const route = parseInt10('route', String(v.route), 0);
@@ -188,12 +197,14 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     let gate: GateChild | null = null;
     if (!given) {
       let up = upstream;
-      if (!up && backendKind === 'trivial') {
+      // churn runs against the trivial backend unless --backend says otherwise.
+      const kind = scenario === 'churn' && cmd.getOptionValueSource('backend') !== 'cli' ? 'trivial' : backendKind;
+      if (!up && kind === 'trivial') {
         const b = await spawnTrivialBackend(server);
         children.push(b);
         up = b.url;
       }
-      const flags = scenario === 'memory' ? ['--expose-gc', '--import', pathToFileURL(PATHS.memProbe).href] : [];
+      const flags = scenario === 'memory' || scenario === 'churn' ? ['--expose-gc', '--import', pathToFileURL(PATHS.memProbe).href] : [];
       gate = await spawnGate(up, { ...server, nodeFlags: flags });
       children.push(gate);
     }
@@ -202,7 +213,7 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
 
     let ok: boolean;
     let rows: [string, string][];
-    let result: RequestResult | PushResult | MemoryResult;
+    let result: RequestResult | PushResult | MemoryResult | ChurnResult;
     if (scenario === 'request') {
       const r = await runRequest({ transport, at, connections, inflight, rate, bodyBytes: size, route, durationMs, warmupMs, verify: v.verify === true, progress, log, serverPid });
       result = r;
@@ -230,6 +241,22 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       result = r;
       rows = pushRows(r);
       ok = pushOk(r);
+    } else if (scenario === 'churn') {
+      const apiAt = gate ? gate.api : api!;
+      const r = await runChurn({
+        transport,
+        at,
+        api: apiAt,
+        apiKey,
+        cycles,
+        concurrency,
+        memory: gate ? probeSource(gate) : metricsSource(apiAt, apiKey),
+        progress,
+        log,
+      });
+      result = r;
+      rows = churnRows(r);
+      ok = churnOk(r);
     } else {
       let source;
       if (gate) source = probeSource(gate);

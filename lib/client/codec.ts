@@ -6,26 +6,9 @@
  * (8 + body) before each frame; a WebSocket binary message is exactly one frame.
  */
 
-/** Frame types of §2.1. */
-export const FrameType = {
-  HELLO: 1,
-  WELCOME: 2,
-  REQUEST: 3,
-  RESPONSE: 4,
-  PUSH: 5,
-  ACK: 6,
-  PING: 7,
-  PONG: 8,
-  ERROR: 9,
-  BYE: 10,
-} as const;
-export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+import { FLAG_DEFLATE, FrameType, HEADER_BYTES, PREFIX_BYTES, type FrameTypeCode } from '../wireConstants.js';
 
-/** Flag bit 0: the body is raw DEFLATE. Every other bit is reserved. */
-export const FLAG_DEFLATE = 0x01;
-export const HEADER_BYTES = 8;
-/** The TCP length prefix. */
-export const PREFIX_BYTES = 4;
+export { FLAG_DEFLATE, FrameType, HEADER_BYTES, PREFIX_BYTES, type FrameTypeCode } from '../wireConstants.js';
 /** Largest frame body a client accepts unless told otherwise: far above any gate's --max-frame. */
 export const DEFAULT_MAX_FRAME = 16 * 1024 * 1024;
 

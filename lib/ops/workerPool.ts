@@ -70,37 +70,30 @@ export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
     <T>(): MonoTypeOperatorFunction<T> =>
     (source) =>
       new Observable<T>((subscriber) => {
-        let held = false; // this subscription holds a worker
-        const start = (): void => {
-          held = true;
-          // Subscribing `subscriber` itself (not a plain observer) links the chain to it before
-          // the source starts, so a synchronous source sees `closed` as soon as the result is
-          // unsubscribed. The worker is freed before complete/error is passed on (the next
-          // waiter starts first), and on unsubscription only after the source is torn down
-          // (tap's `finalize` runs after the teardown), so sources never overlap past the cap.
-          source.pipe(tap({ error: free, complete: free, finalize: free })).subscribe(subscriber);
-        };
+        let freed = false; // the worker was given back (or the wait withdrawn)
+        let done: (() => void) | null = null; // from acquire; null until it returns
+        let started = false; // a worker was granted and the source subscribed
         const free = (): void => {
-          if (held) {
-            held = false;
-            release();
-          }
+          if (freed) return;
+          freed = true;
+          done?.();
         };
-        let waiter: Waiter | null = null; // set while waiting for a worker
-        if (busy < concurrency) {
-          busy++;
-          start();
-        } else {
-          waiter = { cancelled: false, start: () => ((waiter = null), start()) };
-          queue.push(waiter);
-          waiting++;
-        }
+        // Subscribing `subscriber` itself (not a plain observer) links the chain to it before
+        // the source starts, so a synchronous source sees `closed` as soon as the result is
+        // unsubscribed. The worker is freed before complete/error is passed on (the next
+        // waiter starts first), and on unsubscription only after the source is torn down
+        // (tap's `finalize` runs after the teardown), so sources never overlap past the cap.
+        const release = acquire(() => {
+          started = true;
+          source.pipe(tap({ error: free, complete: free, finalize: free })).subscribe(subscriber);
+        });
+        // A source that ended synchronously, inside acquire, could not free the worker yet.
+        if (freed) release();
+        else done = release;
         return () => {
-          if (waiter) {
-            waiter.cancelled = true;
-            waiter = null;
-            waiting--;
-          }
+          // Still waiting for a worker: withdraw. A held worker is freed by tap's finalize,
+          // after the source is torn down (this teardown may run first: it was added earlier).
+          if (!started) free();
         };
       });
 

@@ -1,33 +1,29 @@
 import { Observable, type Subscriber } from 'rxjs';
 import type { RawData, WebSocket } from 'ws';
-import { byeFrame } from '../bye.js';
 import type { Connection, ConnectionLimits } from '../connection.js';
 import { GatewayError } from '../errors.js';
 import { encodeFrame, parseFrame, type Frame } from '../frame.js';
+import { BaseLink } from './baseLink.js';
 
-/** How long a closing link may take over the close handshake before it is terminated. */
-const CLOSE_GRACE_MS = 2_000;
+const ignore = (): void => undefined;
 
 const asBuffer = (data: RawData): Buffer =>
   Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
 
 /** A WebSocket client link: one binary message is exactly one frame, no length prefix (§2.1). */
-export class WsConnection implements Connection {
+export class WsConnection extends BaseLink implements Connection {
   readonly transport = 'ws' as const;
   readonly frames$: Observable<Frame>;
-  private open = true;
-  /** The frames$ subscriber, completed when the link finishes (whichever side ends it). */
-  private reader: Subscriber<Frame> | null = null;
-  closedWith: GatewayError | null = null;
 
   constructor(
-    readonly id: number,
+    id: number,
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
-    private readonly limits: ConnectionLimits,
+    limits: ConnectionLimits,
   ) {
+    super(id, limits);
     ws.once('close', () => this.finished());
-    ws.on('error', () => undefined); // 'close' follows every error
+    ws.on('error', ignore); // 'close' follows every error
     this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
 
@@ -58,47 +54,29 @@ export class WsConnection implements Connection {
     };
   }
 
-  /**
-   * The link is over for the gate: when the socket closes, or as soon as the gate closes it
-   * (a slow consumer that never reads would otherwise hold its session "online" until the
-   * socket is finally destroyed).
-   */
-  private finished(): void {
-    this.open = false;
-    this.reader?.complete();
-  }
-
-  get isOpen(): boolean {
-    return this.open;
-  }
-
   get outboundBytes(): number {
     return this.ws.bufferedAmount;
   }
 
-  send(f: Frame, onFlushed?: () => void): boolean {
-    if (!this.open) return false;
-    if (this.ws.bufferedAmount + f.body.length > this.limits.outboundMax) {
-      this.close(new GatewayError('GW_ERR_SLOW_CONSUMER', `over --outbound-max (${this.limits.outboundMax} bytes queued)`));
-      return false;
-    }
-    this.ws.send(encodeFrame(f, false), { binary: true }, onFlushed);
-    return true;
+  protected write(bytes: Buffer, onFlushed?: () => void): void {
+    this.ws.send(bytes, { binary: true }, onFlushed);
   }
 
-  close(reason: GatewayError | null): void {
-    if (!this.open) return;
-    this.open = false;
-    this.closedWith = reason;
-    const bye = reason ? byeFrame(reason) : null;
-    if (bye) this.ws.send(encodeFrame(bye, false), { binary: true });
+  protected encode(f: Frame): Buffer {
+    return encodeFrame(f, false);
+  }
+
+  protected shut(reason: GatewayError | null): boolean {
     this.ws.close(reason ? Math.max(1000, reason.closeCode === 1005 ? 1000 : reason.closeCode) : 1000);
-    if (this.ws.readyState === this.ws.CLOSED) return;
-    // A peer that never answers the close handshake is cut off after a grace period. Cleared on
-    // close: a pending timer would pin this link and its socket for the whole grace period.
-    const grace = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
-    this.ws.once('close', () => clearTimeout(grace));
-    this.finished();
+    return this.ws.readyState !== this.ws.CLOSED;
+  }
+
+  protected kill(): void {
+    this.ws.terminate();
+  }
+
+  protected onClosed(fn: () => void): void {
+    this.ws.once('close', fn);
   }
 
   pause(): void {
