@@ -316,18 +316,6 @@ function failureReason(e: GateClosedError): string {
 
 const TLS_CERT_TROUBLE = /CERT|SELF_SIGNED|certificate/i;
 
-/**
- * Starts `client` from a session a previous client left detached (--resume). The SDK has no
- * option for it yet, so this seeds the two fields its HELLO and WELCOME handling read
- * (`session`, `delivered`); a test (--resume) catches a rename.
- */
-function seedResume(client: GateClient, r: ResumeOption): void {
-  const inside = client as unknown as Record<string, unknown>;
-  if (!('session' in inside) || !('delivered' in inside) || inside.session !== null) throw new Error('--resume is not supported by this client SDK');
-  inside.session = { sessionId: r.sessionId, resumeToken: r.resumeToken };
-  inside.delivered = r.lastSeq;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The session
 
@@ -366,11 +354,9 @@ class ClientSession {
       ...(opts.compress ? { inflate: (b: Uint8Array) => inflateRaw(b) } : {}),
       ...(opts.heartbeatMs === undefined ? {} : { heartbeatMs: opts.heartbeatMs }),
       reconnect: { baseMs: opts.reconnectMs, maxMs: MAX_RECONNECT_MS },
+      ...(opts.resume ? { resume: opts.resume } : {}),
     });
-    if (opts.resume) {
-      seedResume(this.client, opts.resume);
-      this.lastPushSeq = opts.resume.lastSeq;
-    }
+    if (opts.resume) this.lastPushSeq = opts.resume.lastSeq;
   }
 
   private out(line: string): void {

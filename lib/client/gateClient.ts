@@ -211,6 +211,12 @@ export interface GateClientOptions {
   readonly maxPending?: number;
   /** Every timer runs on it (TestScheduler virtualises them). Default asyncScheduler. */
   readonly scheduler?: SchedulerLike;
+  /**
+   * Start by resuming a session that an earlier client (or process) left detached: the first
+   * HELLO carries it, with `lastSeq` the highest push that client had. If the gate refuses it
+   * (`resumed: false`), the client simply has a fresh session.
+   */
+  readonly resume?: { readonly sessionId: string; readonly resumeToken: string; readonly lastSeq: number };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -348,6 +354,13 @@ export class GateClient {
     this.transport = opts.transport;
     this.token = opts.token;
     this.inflate = opts.inflate;
+    if (opts.resume) {
+      const r = opts.resume;
+      if (typeof r.sessionId !== 'string' || typeof r.resumeToken !== 'string' || !(Number.isInteger(r.lastSeq) && r.lastSeq >= 0))
+        throw new TypeError('GateClient: resume must be {sessionId, resumeToken, lastSeq >= 0}');
+      this.session = { sessionId: r.sessionId, resumeToken: r.resumeToken };
+      this.delivered = r.lastSeq;
+    }
     this.heartbeatMs = opts.heartbeatMs === undefined ? undefined : positive('heartbeatMs', opts.heartbeatMs, 0);
     this.connectTimeoutMs = positive('connectTimeoutMs', opts.connectTimeoutMs, DEFAULTS.connectTimeoutMs);
     const rc: ReconnectConfig | false = opts.reconnect ?? DEFAULTS.reconnect;
