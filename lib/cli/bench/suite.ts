@@ -23,6 +23,9 @@ import { probeSource, runMemory, type MemoryResult } from './memory.js';
 import { runPush, type PushResult } from './push.js';
 import { runRequest, type RequestResult } from './request.js';
 
+/** Warm-up before the open-loop latency runs, ms. */
+const LATENCY_WARMUP_MS = 5_000;
+
 export type SuitePart = 'request' | 'push' | 'memory' | 'latency';
 export const SUITE_PARTS: readonly SuitePart[] = ['request', 'push', 'memory', 'latency'];
 
@@ -91,7 +94,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const backend = await spawnTrivialBackend(server);
   const stopAll: Child[] = [backend];
   try {
-    const reqOpts = (at: HostPort, pid: number | undefined, rate: number) => ({
+    const reqOpts = (at: HostPort, pid: number | undefined, rate: number, warmupMs: number) => ({
       transport: 'tcp' as Transport,
       at,
       connections: o.requestConnections,
@@ -100,16 +103,16 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       bodyBytes: 64,
       route: 5,
       durationMs: o.durationMs,
-      warmupMs: o.warmupMs,
+      warmupMs,
       verify: true,
       progress: o.progress,
       log: o.log,
       serverPid: pid,
     });
-    const requestOn = async (which: 'gate' | 'baseline', rate: number): Promise<RequestResult> => {
+    const requestOn = async (which: 'gate' | 'baseline', rate: number, warmupMs = o.warmupMs): Promise<RequestResult> => {
       const srv = which === 'gate' ? await spawnGate(backend.url, server) : await spawnBaselineRelay(backend.url, server);
       try {
-        return await runRequest(reqOpts(srv.tcp, srv.pid, rate));
+        return await runRequest(reqOpts(srv.tcp, srv.pid, rate, warmupMs));
       } finally {
         await srv.stop();
       }
@@ -250,11 +253,15 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       const rate = Math.max(100, Math.round(gatePeak / 2));
       const g: RequestResult[] = [];
       const b: RequestResult[] = [];
+      // A fresh process spends its first seconds compiling hot code and opening its backend
+      // sockets: p99 measures that, not the steady state, unless both servers first run the
+      // same load for a while (same warm-up for gate and baseline).
+      const warm = Math.max(o.warmupMs, LATENCY_WARMUP_MS);
       for (let i = 0; i < o.runs; i++) {
         say(`latency ${i + 1}/${o.runs}: gate at ${rate} req/s…`);
-        g.push(await requestOn('gate', rate));
+        g.push(await requestOn('gate', rate, warm));
         say(`latency ${i + 1}/${o.runs}: baseline relay at ${rate} req/s…`);
-        b.push(await requestOn('baseline', rate));
+        b.push(await requestOn('baseline', rate, warm));
       }
       raw.latency = { rate, gate: g, baseline: b };
       const gp = median(g.map((r) => r.latencyMs.p99));
