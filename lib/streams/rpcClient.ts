@@ -91,7 +91,7 @@ export function undiciRpcClient({ baseUrl, connections, maxBody }: RpcClientConf
   return {
     name: 'undici',
     call(req, done) {
-      let controller: Dispatcher.DispatchController | null = null; // set once the request is on a socket
+      let cancelAttempt: ((err?: Error) => void) | null = null; // set once the request is on a socket
       let over = false; // done called, or cancelled
       const chunks: Buffer[] = [];
       let size = 0;
@@ -101,33 +101,39 @@ export function undiciRpcClient({ baseUrl, connections, maxBody }: RpcClientConf
         over = true;
         done(err, reply);
       };
-      pool.dispatch(
-        { method: 'POST', path: `${prefix}/rpc/${req.route}`, headers: req.headers, body: req.body },
-        {
-          onRequestStart(c) {
-            controller = c;
-            if (over) c.abort(new Error('cancelled'));
-          },
-          onResponseStart(_c, statusCode) {
-            status = statusCode;
-          },
-          onResponseData(c, chunk: Buffer) {
-            size += chunk.length;
-            if (size > maxBody) c.abort(new RpcReplyTooLarge(`reply body over ${maxBody} bytes`));
-            else chunks.push(chunk);
-          },
-          onResponseEnd() {
-            finish(null, { status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
-          },
-          onResponseError(_c, err) {
-            finish(asConnectionError(err));
-          },
+      // undici's callback handler API (onConnect/onHeaders/…): its newer controller API
+      // (onRequestStart/…) is wrapped by undici in an adapter that parses every response's
+      // headers into an object, which the gate never reads.
+      const handler: Dispatcher.DispatchHandler = {
+        onConnect(abort: (err?: Error) => void) {
+          if (over) abort(new Error('cancelled'));
+          else cancelAttempt = abort;
         },
-      );
+        onHeaders(statusCode: number) {
+          status = statusCode;
+          return true;
+        },
+        onData(chunk: Buffer) {
+          size += chunk.length;
+          if (size > maxBody) {
+            cancelAttempt?.(new RpcReplyTooLarge(`reply body over ${maxBody} bytes`));
+            return false;
+          }
+          chunks.push(chunk);
+          return true;
+        },
+        onComplete() {
+          finish(null, { status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
+        },
+        onError(err: Error) {
+          finish(asConnectionError(err));
+        },
+      };
+      pool.dispatch({ method: 'POST', path: `${prefix}/rpc/${req.route}`, headers: req.headers, body: req.body }, handler);
       return () => {
         if (over) return;
         over = true;
-        controller?.abort(new Error('cancelled'));
+        cancelAttempt?.(new Error('cancelled'));
       };
     },
     close: () => pool.close(),
