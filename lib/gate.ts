@@ -159,7 +159,10 @@ export class Gate {
     });
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
-    this.upstreamCfg = { timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries, ...RPC_BACKOFF, random: this.random };
+    // Every request arms an attempt timeout that almost never fires: bucketed timers (at most 5%
+    // late) cost a small object each instead of a Node timer. Backoff waits stay precise.
+    const upstreamClock = new CoarseScheduler(Math.min(250, Math.max(1, Math.floor(cfg.upstreamTimeoutMs / 20))));
+    this.upstreamCfg = { timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries, ...RPC_BACKOFF, random: this.random, timeoutScheduler: upstreamClock };
     // Link and session deadlines are many and long: bucketed timers, at most 5% late.
     const shortest = Math.min(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, cfg.idleTimeoutMs);
     this.deadlineScheduler = new CoarseScheduler(Math.min(250, Math.max(5, Math.floor(shortest / 20))));

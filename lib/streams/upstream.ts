@@ -18,6 +18,8 @@ export interface UpstreamCallConfig {
   /** Full-range jitter source in [0, 1); injected for deterministic tests. */
   random: () => number;
   scheduler?: SchedulerLike;
+  /** Clock of the attempt timeout only (default `scheduler`): the gate gives it a bucketed one. */
+  timeoutScheduler?: SchedulerLike;
 }
 
 const RETRY_STATUS = new Set([502, 503, 504]);
@@ -38,6 +40,7 @@ export function upstreamCall$<R>(rpc: RpcClient, req: RpcRequest, cfg: UpstreamC
 /** `project` maps the outcome before it is emitted (saves a `map` subscriber on the hot path). */
 export function upstreamCall$<R>(rpc: RpcClient, req: RpcRequest, cfg: UpstreamCallConfig, project?: (o: RpcOutcome) => R): Observable<R | RpcOutcome> {
   const scheduler = cfg.scheduler ?? asyncScheduler;
+  const timeouts = cfg.timeoutScheduler ?? scheduler;
   return new Observable<R | RpcOutcome>((subscriber) => {
     let attempts = 0; // attempts started
     let cancel: (() => void) | null = null; // cancels the attempt in flight
@@ -55,7 +58,7 @@ export function upstreamCall$<R>(rpc: RpcClient, req: RpcRequest, cfg: UpstreamC
     };
     const start = (): void => {
       attempts++;
-      timer = scheduler.schedule(onTimeout, cfg.timeoutMs);
+      timer = timeouts.schedule(onTimeout, cfg.timeoutMs);
       cancel = rpc.call(req, (err, reply) => {
         cancel = null;
         timer?.unsubscribe();
