@@ -40,7 +40,7 @@ import { EventQueue } from './streams/events.js';
 import { tcpConnection$, wsConnection$, type Admission } from './streams/listeners.js';
 import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
 import { upstreamCall$, type RpcOutcome, type UpstreamCallConfig } from './streams/upstream.js';
-import { errorFrame, inboundBody, jsonFrame, outboundFrame, parseHello, type Hello } from './wire.js';
+import { COMPRESS_MIN_BYTES, errorFrame, inboundBody, jsonFrame, outboundFrame, parseHello, type Hello } from './wire.js';
 
 /** One client REQUEST on its way upstream. */
 export interface RequestJob {
@@ -574,7 +574,9 @@ export class Gate {
 
   /** RESPONSE bodies are kept uncompressed in the window and deflated per link, as that link asked. */
   private sendAnswer(s: Session, conn: Connection, answer: Frame): void {
-    conn.send(answer.type === FrameType.RESPONSE ? outboundFrame(FrameType.RESPONSE, answer.route, answer.seq, answer.body, s.compress) : answer);
+    // Only a RESPONSE the client wants deflated needs a new frame; the rest go out as kept.
+    const deflate = s.compress && answer.type === FrameType.RESPONSE && answer.body.length > COMPRESS_MIN_BYTES;
+    conn.send(deflate ? outboundFrame(FrameType.RESPONSE, answer.route, answer.seq, answer.body, true) : answer);
   }
 
   // ---------------------------------------------------------------- push API
