@@ -1,4 +1,4 @@
-import { Observable, asyncScheduler, groupBy, map, mergeMap, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, asyncScheduler, filter, map, mergeMap, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import { groupByPlayer, type Settleable } from './groupByPlayer.js';
 import type { WorkerPool } from './workerPool.js';
 
@@ -28,10 +28,6 @@ interface Envelope<J> extends Settleable {
   readonly job: J;
   /** key(job), computed once at admission. */
   readonly key: string;
-}
-interface Rejected<J> {
-  readonly job: J;
-  readonly rejected: true;
 }
 
 /**
@@ -110,37 +106,29 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
           };
         });
       source.pipe(
-        // Admission decides once, in arrival order, before anything can queue.
-        map((job): Envelope<J> | Rejected<J> => {
+        // Admission decides once, in arrival order, before anything can queue. A refused job is
+        // answered straight to the subscriber (never queued, never grouped); only admitted jobs
+        // go on.
+        filter((job): boolean => {
           const k = key(job);
           const mine = perKey.get(k) ?? 0;
-          // Both hops below (group mergeMap, then lease) are synchronous, so the counts seen here
-          // are current: under its player's limit with a worker free, the job runs at once and
+          // Both hops below (group mergeMap, then the worker) are synchronous, so the counts seen
+          // here are current: under its player's limit with a worker free, the job runs at once and
           // never waits. Without this, queueMax = 0 would refuse every job, even on an idle gate.
           const startsNow = mine < playerConcurrency && pool.busy < pool.concurrency;
           // admitted − busy is exactly the jobs waiting (in a group or for a worker).
-          if (!startsNow && admitted - pool.busy >= queueMax) return { job, rejected: true };
+          if (!startsNow && admitted - pool.busy >= queueMax) {
+            subscriber.next(reject(job));
+            return false;
+          }
           admitted++;
           perKey.set(k, mine + 1);
           onDepth?.(admitted);
-          return { job, key: k, settled: false, onSettled: null };
+          return true;
         }),
-        // Two groups, refused and admitted (bounded, no duration needed). Not `connect`: it
-        // subscribes its Subject to the source as a plain observer, so a synchronous source would
-        // not see the result unsubscribed.
-        groupBy((d): d is Rejected<J> => 'rejected' in d),
-        mergeMap((d$) =>
-          d$.key
-            ? d$.pipe(map((d) => reject(d.job)))
-            : d$.pipe(
-                groupByPlayer({ key: (e) => e.key, lingerMs, scheduler }),
-                mergeMap((group$) =>
-                  group$.pipe(
-                    mergeMap((env) => runJob(env), playerConcurrency),
-                  ),
-                ),
-              ),
-        ),
+        map((job): Envelope<J> => ({ job, key: key(job), settled: false, onSettled: null })),
+        groupByPlayer({ key: (e) => e.key, lingerMs, scheduler }),
+        mergeMap((group$) => group$.pipe(mergeMap((env) => runJob(env), playerConcurrency))),
       ).subscribe(subscriber);
     });
 }
