@@ -476,8 +476,11 @@ export class Gate {
   }
 
   /** The session's idle clock: --idle-timeout without a REQUEST ends it (BYE idle). */
+  /** Ends a session whose idle watch expired (one handler for every session). */
+  private readonly onIdle = (s: Session, e: GatewayError): void => this.endSession(s, 'idle', e);
+
   private watchIdle(s: Session): void {
-    s.idle = new QuietWatch(this.cfg.idleTimeoutMs, 'GW_ERR_IDLE_TIMEOUT', this.idleScheduler, (e) => this.endSession(s, 'idle', e));
+    s.idle = new QuietWatch(this.cfg.idleTimeoutMs, 'GW_ERR_IDLE_TIMEOUT', this.idleScheduler, this.onIdle, s);
     s.idle.arm();
   }
 
@@ -727,7 +730,7 @@ class Link implements ConnState, Observer<Frame> {
     private readonly out: Observer<RequestJob>,
   ) {
     const cfg = gate.cfg;
-    this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, gate.deadlineScheduler, (e) => this.error(e));
+    this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, gate.deadlineScheduler, this);
     this.bucket = cfg.rateLimit === null ? null : new TokenBucket(cfg.rateLimit, cfg.rateLimit, cfg.rateLimit, asyncScheduler);
   }
 

@@ -33,7 +33,7 @@ export class Session {
   /** Client asked for compressed RESPONSE/PUSH bodies (§2.2). */
   compress: boolean;
   /** The --idle-timeout clock (idleTimeout's state machine): each REQUEST touches it. Set by the gate. */
-  idle: QuietWatch | null = null;
+  idle: QuietWatch<Session> | null = null;
 
   readonly playerId: string;
 

@@ -37,7 +37,7 @@ describe('CoarseScheduler', () => {
     after(() => clearInterval(keep));
     assert.equal(await firstValueFrom(timer(15, s)), 0);
     let expired = '';
-    const w = new QuietWatch(30, 'GW_ERR_IDLE_TIMEOUT', s, (e) => (expired = e.code));
+    const w = new QuietWatch(30, 'GW_ERR_IDLE_TIMEOUT', s, (_: null, e) => (expired = e.code), null);
     w.arm();
     await waitFor('idle watch expired', () => expired === 'GW_ERR_IDLE_TIMEOUT', 2_000);
   });

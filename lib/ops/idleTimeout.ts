@@ -27,7 +27,7 @@ export function idleTimeout<T>({ idleMs, code = 'GW_ERR_IDLE_TIMEOUT', scheduler
   // timer, when it fires, errors if the silence is long enough or re-arms for what is left.
   return (source) =>
     new Observable<T>((subscriber) => {
-      const watch = new QuietWatch(idleMs, code, scheduler, (e) => subscriber.error(e));
+      const watch = new QuietWatch(idleMs, code, scheduler, (sub: typeof subscriber, e) => sub.error(e), subscriber);
       // Source first, timer second (as RxJS `timeout` does): a value due at the very moment the
       // timer is due wins the tie.
       source.pipe(tap(() => watch.touch())).subscribe(subscriber);
@@ -41,7 +41,7 @@ export function idleTimeout<T>({ idleMs, code = 'GW_ERR_IDLE_TIMEOUT', scheduler
  * for --idle-timeout (REQUESTs `touch` it). One scheduled action, re-armed lazily; its work is
  * a module function with the watch as state, so a session costs no closures here.
  */
-export class QuietWatch {
+export class QuietWatch<S = unknown> {
   /** Time of the last touch (or of creation). */
   private last: number;
   /** Touches so far, reported in the error like `timeout`'s `seen`. */
@@ -52,13 +52,15 @@ export class QuietWatch {
     private readonly idleMs: number,
     private readonly code: GatewayErrorCode,
     private readonly scheduler: SchedulerLike,
-    private readonly onExpire: (e: GatewayError) => void,
+    /** Called with `subject` when the silence is long enough: one handler can serve every watch (no closure per session). */
+    private readonly onExpire: (subject: S, e: GatewayError) => void,
+    private readonly subject: S,
   ) {
     this.last = scheduler.now();
   }
 
   arm(): void {
-    this.action = this.scheduler.schedule(checkQuiet, this.idleMs, this);
+    this.action = this.scheduler.schedule(checkQuiet, this.idleMs, this as QuietWatch);
   }
 
   touch(): void {
@@ -72,9 +74,9 @@ export class QuietWatch {
   }
 
   /** The timer fired: expire, or re-arm `action` for what is left of the silence. */
-  tick(action: SchedulerAction<QuietWatch>): void {
+  tick(action: SchedulerAction<QuietWatch<S>>): void {
     const quiet = this.scheduler.now() - this.last;
-    if (quiet >= this.idleMs) this.onExpire(new GatewayError(this.code, `silent for ${this.idleMs}ms`, { seen: this.seen }));
+    if (quiet >= this.idleMs) this.onExpire(this.subject, new GatewayError(this.code, `silent for ${this.idleMs}ms`, { seen: this.seen }));
     else action.schedule(this, this.idleMs - quiet);
   }
 }

@@ -33,7 +33,7 @@ export function watchLink<T>({ helloMs, silentMs, isHello, scheduler = asyncSche
   if (!(silentMs > 0)) throw new TypeError('watchLink: silentMs must be > 0');
   return (source) =>
     new Observable<T>((subscriber) => {
-      const deadlines = new LinkDeadlines(helloMs, silentMs, scheduler, (e) => subscriber.error(e));
+      const deadlines = new LinkDeadlines(helloMs, silentMs, scheduler, subscriber);
       // Source first, timer second (as RxJS `timeout` does): a value due at the very moment the
       // timer is due wins the tie.
       source.pipe(tap((v) => deadlines.frame(isHello(v)))).subscribe(subscriber);
@@ -60,7 +60,8 @@ export class LinkDeadlines {
     private readonly helloMs: number,
     private readonly silentMs: number,
     private readonly scheduler: SchedulerLike,
-    private readonly onExpire: (e: GatewayError) => void,
+    /** Told when a deadline passes; an object, so a link can pass itself (no closure per link). */
+    private readonly owner: { error(e: GatewayError): void },
   ) {
     this.start = this.last = scheduler.now();
   }
@@ -83,8 +84,8 @@ export class LinkDeadlines {
   /** The timer fired: expire, or re-arm `action` for the next deadline. */
   tick(action: SchedulerAction<LinkDeadlines>): void {
     const now = this.scheduler.now();
-    if (!this.helloSeen && now >= this.start + this.helloMs) this.onExpire(new GatewayError('GW_ERR_HELLO_TIMEOUT', `no HELLO within ${this.helloMs}ms`));
-    else if (now >= this.last + this.silentMs) this.onExpire(new GatewayError('GW_ERR_HEARTBEAT_TIMEOUT', `silent for ${this.silentMs}ms`));
+    if (!this.helloSeen && now >= this.start + this.helloMs) this.owner.error(new GatewayError('GW_ERR_HELLO_TIMEOUT', `no HELLO within ${this.helloMs}ms`));
+    else if (now >= this.last + this.silentMs) this.owner.error(new GatewayError('GW_ERR_HEARTBEAT_TIMEOUT', `silent for ${this.silentMs}ms`));
     else action.schedule(this, (this.helloSeen ? this.last + this.silentMs : Math.min(this.start + this.helloMs, this.last + this.silentMs)) - now);
   }
 }
