@@ -350,8 +350,10 @@ export class Gate {
       return null;
     }
     s.touch();
-    // Inflated (and so copied) first: a bad body is a protocol error whatever the window says.
-    const body = Buffer.from(inboundBody(f, this.cfg.maxFrame));
+    // Inflated first: a bad body is a protocol error whatever the window says.
+    const inflated = inboundBody(f, this.cfg.maxFrame);
+    // The frame's body is a view of the receive chunk: copy it (once) unless inflating made a new buffer.
+    const body = inflated === f.body ? Buffer.from(inflated) : inflated;
     if (f.seq !== 0) {
       // §2.5: a seq seen before never runs upstream twice.
       const v = s.window.admit(f.seq);
