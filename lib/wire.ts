@@ -61,10 +61,27 @@ export function inboundBody(f: Frame, maxFrame: number): Buffer {
 /** A RESPONSE or PUSH frame, deflated when the client asked and it pays. */
 export function outboundFrame(type: typeof FrameType.RESPONSE | typeof FrameType.PUSH, route: number, seq: number, body: Buffer, compress: boolean): Frame {
   if (compress && body.length > COMPRESS_MIN_BYTES) {
-    const z = deflateRawSync(body);
-    if (z.length < body.length) return frame(type, seq, z, route, FLAG_DEFLATE);
+    const z = deflated(body);
+    if (z !== null) return frame(type, seq, z, route, FLAG_DEFLATE);
   }
   return frame(type, seq, body, route);
+}
+
+/**
+ * Deflated bodies by body buffer: a broadcast hands one buffer to every session, and a replay
+ * sends kept bodies again, so each body is deflated once, not once per recipient. Weak, so an
+ * entry lives exactly as long as its body. null = deflating did not make it smaller.
+ */
+const deflateCache = new WeakMap<Buffer, Buffer | null>();
+
+function deflated(body: Buffer): Buffer | null {
+  let z = deflateCache.get(body);
+  if (z === undefined) {
+    const out = deflateRawSync(body);
+    z = out.length < body.length ? out : null;
+    deflateCache.set(body, z);
+  }
+  return z;
 }
 
 export const errorFrame = (seq: number, route: number, code: RequestErrorCode, message: string, status?: number): Frame =>
