@@ -7,6 +7,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Observable } from 'rxjs';
 import { DEFAULT_MAX_FRAME, FrameReader, encodeFrame, type GateFrame } from './codec.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, GateLinkError, type Link, type Transport } from './gateClient.js';
+import { LinkFrames } from './linkFrames.js';
 
 export interface TcpTransportConfig {
   /** Default 127.0.0.1. */
@@ -40,19 +41,8 @@ export function tcpTransport(cfg: TcpTransportConfig): Transport {
         sock.setNoDelay(true);
         const reader = new FrameReader(maxFrame);
         let opened = false;
-        let ended = false; // closed by either side (or given up on); frames$ completes or errors
-        let failure: unknown = null; // the error frames$ ends with, if any
-        let sink: { next(f: GateFrame): void; error(e: unknown): void; complete(): void } | null = null;
-
-        const finish = (err: unknown): void => {
-          if (ended) return;
-          ended = true;
-          if (err !== null) failure = err;
-          const s = sink;
-          sink = null;
-          if (failure !== null) s?.error(failure);
-          else s?.complete();
-        };
+        const inbound = new LinkFrames();
+        const finish = (err: unknown): void => inbound.finish(err);
         const onConnect = (): void => {
           opened = true;
           subscriber.next(link);
@@ -66,12 +56,12 @@ export function tcpTransport(cfg: TcpTransportConfig): Transport {
             finish(e);
             return;
           }
-          for (const f of frames) sink?.next(f);
+          for (const f of frames) inbound.next(f);
         };
         const onError = (e: Error): void => {
           const err = new GateLinkError(opened ? 'LINK_ERROR' : 'DIAL_FAILED', `${host}:${cfg.port}: ${e.message}`, { cause: e });
           if (!opened) subscriber.error(err);
-          else failure ??= err;
+          else inbound.noteFailure(err);
         };
         const onClose = (): void => {
           finish(null);
@@ -79,19 +69,9 @@ export function tcpTransport(cfg: TcpTransportConfig): Transport {
         };
 
         const link: Link = {
-          frames$: new Observable<GateFrame>((s) => {
-            if (ended) {
-              if (failure !== null) s.error(failure);
-              else s.complete();
-              return;
-            }
-            sink = s;
-            return () => {
-              if (sink === s) sink = null;
-            };
-          }),
+          frames$: inbound.frames$,
           send: (f) => {
-            if (ended || sock.destroyed) return false;
+            if (inbound.ended || sock.destroyed) return false;
             if (sock.writableLength + f.body.length > maxBuffered) {
               sock.destroy();
               finish(new GateLinkError('SLOW_LINK', `over ${maxBuffered} bytes waiting to be sent`));
@@ -101,7 +81,7 @@ export function tcpTransport(cfg: TcpTransportConfig): Transport {
             return true;
           },
           close: () => {
-            if (ended) return;
+            if (inbound.ended) return;
             finish(null);
             sock.end();
             setTimeout(() => sock.destroy(), graceMs).unref();
@@ -125,7 +105,7 @@ export function tcpTransport(cfg: TcpTransportConfig): Transport {
           sock.on('error', () => undefined);
           if (!opened) sock.destroy();
           else link.close();
-          sink = null;
+          inbound.detach();
         };
       }),
   };

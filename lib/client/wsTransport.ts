@@ -6,6 +6,7 @@
 import { Observable } from 'rxjs';
 import { DEFAULT_MAX_FRAME, GateProtocolError, decodeFrame, encodeFrame, type GateFrame } from './codec.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, GateLinkError, type Link, type Transport } from './gateClient.js';
+import { LinkFrames } from './linkFrames.js';
 
 /** The part of the WHATWG WebSocket the transport uses (browsers, Deno, Bun, Node ≥ 22, and the `ws` package). */
 export interface WebSocketLike {
@@ -53,21 +54,8 @@ export function wsTransport(config: WsTransportConfig | string): Transport {
         const ws = new Ctor(cfg.url, cfg.protocols);
         ws.binaryType = 'arraybuffer';
         let opened = false;
-        let ended = false; // closed by either side; frames$ completes
-        /** Sink of the one frames$ subscriber, while subscribed. */
-        let sink: { next(f: GateFrame): void; error(e: unknown): void; complete(): void } | null = null;
-        /** Set when the link failed: frames$ errors with it instead of completing. */
-        let failure: unknown = null;
-
-        const finish = (err: unknown): void => {
-          if (ended) return;
-          ended = true;
-          if (err !== null) failure = err;
-          const s = sink;
-          sink = null;
-          if (failure !== null) s?.error(failure);
-          else s?.complete();
-        };
+        const inbound = new LinkFrames();
+        const finish = (err: unknown): void => inbound.finish(err);
         const onOpen = (): void => {
           opened = true;
           subscriber.next(link);
@@ -87,12 +75,12 @@ export function wsTransport(config: WsTransportConfig | string): Transport {
             finish(e);
             return;
           }
-          sink?.next(f);
+          inbound.next(f);
         };
         const onError = (ev: unknown): void => {
           const err = new GateLinkError(opened ? 'LINK_ERROR' : 'DIAL_FAILED', `WebSocket ${cfg.url}: ${(ev as { message?: string }).message ?? 'error'}`);
           if (!opened) subscriber.error(err);
-          else failure ??= err;
+          else inbound.noteFailure(err);
         };
         const onClose = (): void => {
           if (!opened) subscriber.error(new GateLinkError('DIAL_FAILED', `WebSocket ${cfg.url} closed before it opened`));
@@ -101,19 +89,9 @@ export function wsTransport(config: WsTransportConfig | string): Transport {
         };
 
         const link: Link = {
-          frames$: new Observable<GateFrame>((s) => {
-            if (ended) {
-              if (failure !== null) s.error(failure);
-              else s.complete();
-              return;
-            }
-            sink = s;
-            return () => {
-              if (sink === s) sink = null;
-            };
-          }),
+          frames$: inbound.frames$,
           send: (f) => {
-            if (ended || ws.readyState !== OPEN) return false;
+            if (inbound.ended || ws.readyState !== OPEN) return false;
             if (ws.bufferedAmount + f.body.length > maxBuffered) {
               link.abort();
               finish(new GateLinkError('SLOW_LINK', `over ${maxBuffered} bytes waiting to be sent`));
@@ -123,12 +101,12 @@ export function wsTransport(config: WsTransportConfig | string): Transport {
             return true;
           },
           close: () => {
-            if (ended) return;
+            if (inbound.ended) return;
             ws.close(1000);
             finish(null);
           },
           abort: () => {
-            if (ended && ws.readyState > OPEN) return;
+            if (inbound.ended && ws.readyState > OPEN) return;
             if (ws.terminate) ws.terminate();
             else ws.close(ABORT_CODE, 'abort');
             finish(null);
@@ -147,8 +125,8 @@ export function wsTransport(config: WsTransportConfig | string): Transport {
           // `ws` throws an 'error' event nobody listens to (closing while still dialling emits one).
           ws.addEventListener('error', () => undefined);
           // Still dialling: a close() now would be an error in browsers' eyes, but is the only way out.
-          if (!ended) link.close();
-          sink = null;
+          if (!inbound.ended) link.close();
+          inbound.detach();
         };
       }),
   };
