@@ -67,6 +67,7 @@ async function serveCommand(argv: string[]): Promise<void> {
   try {
     running = await serve(cfg);
   } catch (e) {
+    if (isGatewayError(e, 'GW_ERR_CONFIG')) die(2, `gate serve: ${e.message}`);
     if (isGatewayError(e, 'GW_ERR_LISTEN')) die(1, `gate serve: ${e.message}`);
     die(1, `gate serve: failed to start: ${(e as Error).message}`);
   }

@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import type { GateConfig } from './config.js';
+import { GatewayError } from './errors.js';
 import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
 import { Gate, type GateDeps } from './gate.js';
 import { startApi, type ApiServer } from './streams/api.js';
@@ -24,6 +25,10 @@ export function createLogger(level: string): Logger {
  * GatewayError(GW_ERR_LISTEN) after closing whatever had started.
  */
 export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Promise<RunningGate> {
+  // Cluster mode (CONTRACT §5) is not built yet: refuse rather than run single-node while the
+  // operator believes sessions are shared.
+  if (cfg.redis !== null)
+    throw new GatewayError('GW_ERR_CONFIG', '--redis: cluster mode is not available in this version of gate (run without --redis)', { option: 'redis' });
   const logger = deps.logger ?? createLogger(cfg.logLevel);
   let demo: DemoBackend | null = null;
   let effective = cfg;
