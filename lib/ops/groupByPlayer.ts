@@ -54,17 +54,21 @@ export function groupByPlayer<T extends Settleable>({
       // carries `onSettled` by the time anyone sees it. groupBy calls this once per value.
       const keyOf = (v: T): string => {
         const k = key(v);
-        let p = players.get(k);
-        if (!p) players.set(k, (p = { open: 0, quietSince: scheduler.now(), wake: null }));
-        const player = p;
-        if (!v.settled) {
-          player.open++;
-          v.onSettled = () => {
-            if (--player.open === 0) {
-              player.quietSince = scheduler.now();
-              player.wake?.();
+        let player = players.get(k);
+        if (!player) {
+          const p: Player = { open: 0, quietSince: scheduler.now(), wake: null, settle: () => undefined };
+          // One settle callback per player, shared by all its values (not a closure per value).
+          p.settle = () => {
+            if (--p.open === 0) {
+              p.quietSince = scheduler.now();
+              p.wake?.();
             }
           };
+          players.set(k, (player = p));
+        }
+        if (!v.settled) {
+          player.open++;
+          v.onSettled = player.settle;
         } else if (player.open === 0) player.quietSince = scheduler.now(); // a value restarts the linger
         return k;
       };
@@ -121,4 +125,6 @@ interface Player {
   quietSince: number;
   /** Set while the group's linger is watched: called when `open` falls to 0. */
   wake: (() => void) | null;
+  /** Given to each value as its `onSettled`. */
+  settle: () => void;
 }
