@@ -15,6 +15,7 @@ import {
   merge,
   of,
   takeUntil,
+  takeWhile,
   timer,
   Observable,
   type Observer,
@@ -29,6 +30,7 @@ import { CoarseScheduler } from './coarseScheduler.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { QuietWatch } from './ops/idleTimeout.js';
 import { LinkDeadlines } from './ops/watchLink.js';
+import { paceByCredit } from './ops/paceByCredit.js';
 import { TokenBucket } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
@@ -456,6 +458,7 @@ export class Gate {
     st.phase = 'online';
     this.sendWelcome(conn, s, true, gap);
     s.sentUpTo = lastSeq;
+    s.pumping = false; // a replay to an earlier link, if any, ended with that link
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
     this.emit('resumed', s);
@@ -608,27 +611,39 @@ export class Gate {
   }
 
   /**
-   * Replays kept pushes after `sentUpTo` to the session's link, paced by the link: at most half
-   * of --outbound-max is queued at a time, the rest goes when that is flushed. A healthy client
-   * resuming after a long absence is never cut off as a slow consumer by its own replay.
+   * Replays kept pushes after `sentUpTo` to the session's link, paced by the link: kept pushes
+   * go through `paceByCredit` with half of --outbound-max as the budget, and each frame's socket
+   * flush credits its bytes back. A healthy client resuming after a long absence is never cut
+   * off as a slow consumer by its own replay. Live pushes that arrive meanwhile wait in the
+   * buffer (`pumping`) and go out after it, in order.
    */
   private pump(s: Session): void {
     const conn = s.conn;
-    s.pumping = false;
-    if (!conn) return;
-    const budget = this.cfg.outboundMax >> 1;
-    for (const p of s.buffer.after(s.sentUpTo)) {
-      const f = outboundFrame(FrameType.PUSH, p.route, p.seq, p.body, s.compress);
-      const full = conn.outboundBytes + f.body.length >= budget;
-      const next = full ? () => s.conn === conn && this.pump(s) : undefined;
-      if (!conn.send(f, next)) return;
-      s.sentUpTo = p.seq;
-      this.metrics.replays.inc();
-      if (full) {
-        s.pumping = true;
-        return;
-      }
-    }
+    if (!conn || s.pumping) return;
+    s.pumping = true;
+    // Adapter from socket flush callbacks to the credit stream; it lives as long as this replay.
+    const credit = new Subject<number>();
+    from(s.buffer.after(s.sentUpTo))
+      .pipe(
+        paceByCredit(credit, { budget: this.cfg.outboundMax >> 1, size: (p) => p.body.length }),
+        // A link that went away (or a session resumed elsewhere) ends this replay; so would a
+        // push already sent, which cannot happen while the replay owns the order.
+        takeWhile((p) => s.conn === conn && p.seq > s.sentUpTo),
+      )
+      .subscribe({
+        next: (p) => {
+          const f = outboundFrame(FrameType.PUSH, p.route, p.seq, p.body, s.compress);
+          if (!conn.send(f, () => credit.next(f.body.length))) return;
+          s.sentUpTo = p.seq;
+          this.metrics.replays.inc();
+        },
+        complete: () => {
+          if (s.conn !== conn) return; // a newer link owns the session (and its own replay)
+          s.pumping = false;
+          // Pushes that arrived during the replay are in the buffer: send them, in order.
+          if (s.buffer.newest > s.sentUpTo) this.pump(s);
+        },
+      });
   }
 
   kick(playerId: string, reason: string | undefined): boolean {

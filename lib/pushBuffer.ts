@@ -31,6 +31,11 @@ export class PushBuffer {
     return this.items.length - this.head;
   }
 
+  /** Seq of the newest kept push (0 when none is kept). */
+  get newest(): number {
+    return this.items.length > this.head ? this.items[this.items.length - 1]!.seq : 0;
+  }
+
   /** Keeps a push; returns true when an older one had to be dropped to make room. */
   add(p: KeptPush): boolean {
     this.items.push(p);
