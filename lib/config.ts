@@ -34,6 +34,8 @@ export interface GateConfig {
   readonly upstreamTimeoutMs: number;
   readonly upstreamRetries: number;
   readonly bufferMax: number;
+  /** --buffer-max-bytes: body bytes kept per session for replay (with --buffer-max, whichever is hit first). */
+  readonly bufferMaxBytes: number;
   readonly outboundMax: number;
   readonly requestWindow: number;
   readonly maxConnections: number;
@@ -92,6 +94,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'upstream-timeout', kind: 'duration', def: '10s', min: 1, help: 'one upstream attempt' },
   { flag: 'upstream-retries', kind: 'int', def: '2', min: 0, help: 'extra attempts after connection errors, 502, 503, 504' },
   { flag: 'buffer-max', kind: 'int', def: '1000', min: 1, help: 'pushes kept per session for replay' },
+  { flag: 'buffer-max-bytes', kind: 'size', def: '1mb', min: 1024, help: 'push body bytes kept per session for replay (oldest dropped first)' },
   { flag: 'outbound-max', kind: 'size', def: '4mb', min: 1024, help: 'bytes queued to one connection before it is dropped' },
   { flag: 'request-window', kind: 'int', def: '128', min: 1, help: 'request results kept per session for duplicates' },
   { flag: 'max-connections', kind: 'int', def: '100000', min: 1, help: 'connections beyond this are refused at accept' },
@@ -298,6 +301,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     upstreamTimeoutMs: dur('upstream-timeout'),
     upstreamRetries: int('upstream-retries'),
     bufferMax: int('buffer-max'),
+    bufferMaxBytes: size('buffer-max-bytes'),
     outboundMax: size('outbound-max'),
     requestWindow: int('request-window'),
     maxConnections: int('max-connections'),

@@ -432,7 +432,7 @@ export class Gate {
     if (!conn.isOpen) return; // the link went away while the backend was deciding
     const old = this.store.byPlayer(res.playerId);
     if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
-    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, requestWindow: this.cfg.requestWindow, compress: hello.compress, sessionId });
+    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, compress: hello.compress, sessionId });
     this.store.add(s);
     st.session = s;
     st.phase = 'online';
@@ -596,7 +596,8 @@ export class Gate {
 
   pushTo(s: Session, route: number, body: Buffer): PushResult {
     const seq = ++s.pushSeq;
-    if (s.buffer.add({ seq, route, body })) this.metrics.pushDrops.inc();
+    const dropped = s.buffer.add({ seq, route, body });
+    if (dropped > 0) this.metrics.pushDrops.inc(dropped);
     let sent = false;
     if (s.conn !== null) {
       if (s.pumping) sent = true; // queued behind the replay: the pump sends it in order

@@ -8,7 +8,7 @@ export interface KeptPush {
 
 /**
  * The per-session replay buffer (§2.4): pushes in seq order, trimmed by ACK, at most `max`
- * kept (the oldest dropped first). Remembers the highest seq ever dropped unacked, which is
+ * kept and at most `maxBytes` of bodies (the oldest dropped first). Remembers the highest seq ever dropped unacked, which is
  * what decides `gap` on resume. A deque over a plain array: no per-session preallocation,
  * so an idle session costs a few words.
  */
@@ -23,8 +23,16 @@ export class PushBuffer {
   /** Pushes dropped by overflow, ever. */
   dropped = 0;
 
-  constructor(private readonly max: number) {
+  /** Body bytes of the kept pushes. */
+  bytes = 0;
+
+  constructor(
+    private readonly max: number,
+    /** Body bytes kept at most (the newest push is always kept, whatever its size). */
+    private readonly maxBytes = Infinity,
+  ) {
     if (!(max >= 1)) throw new TypeError('PushBuffer: max must be >= 1');
+    if (!(maxBytes >= 0)) throw new TypeError('PushBuffer: maxBytes must be >= 0');
   }
 
   get size(): number {
@@ -36,16 +44,23 @@ export class PushBuffer {
     return this.items.length > this.head ? this.items[this.items.length - 1]!.seq : 0;
   }
 
-  /** Keeps a push; returns true when an older one had to be dropped to make room. */
-  add(p: KeptPush): boolean {
+  /** Keeps a push; returns how many older ones were dropped to make room (by count or bytes). */
+  add(p: KeptPush): number {
     this.items.push(p);
-    if (this.size <= this.max) return false;
-    const old = this.items[this.head]!;
-    this.items[this.head++] = undefined as unknown as KeptPush;
-    this.droppedUpTo = old.seq;
-    this.dropped++;
-    this.compact();
-    return true;
+    this.bytes += p.body.length;
+    let dropped = 0;
+    while (this.size > this.max || (this.bytes > this.maxBytes && this.size > 1)) {
+      const old = this.items[this.head]!;
+      this.items[this.head++] = undefined as unknown as KeptPush;
+      this.bytes -= old.body.length;
+      this.droppedUpTo = old.seq;
+      dropped++;
+    }
+    if (dropped > 0) {
+      this.dropped += dropped;
+      this.compact();
+    }
+    return dropped;
   }
 
   /** The client has everything up to `seq`: forget those pushes. */
@@ -53,6 +68,7 @@ export class PushBuffer {
     if (seq <= this.acked) return;
     this.acked = seq;
     while (this.head < this.items.length && this.items[this.head]!.seq <= seq) {
+      this.bytes -= this.items[this.head]!.body.length;
       this.items[this.head++] = undefined as unknown as KeptPush;
     }
     this.compact();

@@ -42,6 +42,8 @@ export class Session {
     conn: Connection;
     /** --buffer-max */
     bufferMax: number;
+    /** --buffer-max-bytes */
+    bufferMaxBytes?: number;
     /** --request-window */
     requestWindow: number;
     compress: boolean;
@@ -52,7 +54,7 @@ export class Session {
     this.sessionId = o.sessionId ?? randomUUID();
     this.resumeToken = randomBytes(18).toString('base64url');
     this.conn = o.conn;
-    this.buffer = new PushBuffer(o.bufferMax);
+    this.buffer = new PushBuffer(o.bufferMax, o.bufferMaxBytes);
     this.window = new RequestWindow(o.requestWindow);
     this.compress = o.compress;
   }
