@@ -38,6 +38,8 @@ export interface GateConfig {
   readonly bufferMaxBytes: number;
   readonly outboundMax: number;
   readonly requestWindow: number;
+  /** --request-window-bytes: answer bytes kept per session for duplicates. */
+  readonly requestWindowBytes: number;
   readonly maxConnections: number;
   /** Requests of one player admitted and not yet answered before its link stops being read (paused). */
   readonly playerQueueMax: number;
@@ -97,6 +99,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'buffer-max-bytes', kind: 'size', def: '1mb', min: 1024, help: 'push body bytes kept per session for replay (oldest dropped first)' },
   { flag: 'outbound-max', kind: 'size', def: '4mb', min: 1024, help: 'bytes queued to one connection before it is dropped' },
   { flag: 'request-window', kind: 'int', def: '128', min: 1, help: 'request results kept per session for duplicates' },
+  { flag: 'request-window-bytes', kind: 'size', def: '1mb', min: 1024, help: 'answer bytes kept per session for duplicates (oldest leave first)' },
   { flag: 'max-connections', kind: 'int', def: '100000', min: 1, help: 'connections beyond this are refused at accept' },
   { flag: 'player-queue-max', kind: 'int', def: '64', min: 1, help: "a player's unanswered requests before its link stops being read" },
   { flag: 'rate-limit', kind: 'rate', help: 'REQUESTs per second per connection, e.g. 50/s (ERROR RATE_LIMITED past it); default off' },
@@ -304,6 +307,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     bufferMaxBytes: size('buffer-max-bytes'),
     outboundMax: size('outbound-max'),
     requestWindow: int('request-window'),
+    requestWindowBytes: size('request-window-bytes'),
     maxConnections: int('max-connections'),
     playerQueueMax: int('player-queue-max'),
     rateLimit: str('rate-limit') === null || raw['rate-limit']!.trim() === 'off' ? null : parseRate('rate-limit', raw['rate-limit']!),

@@ -432,7 +432,7 @@ export class Gate {
     if (!conn.isOpen) return; // the link went away while the backend was deciding
     const old = this.store.byPlayer(res.playerId);
     if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
-    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, compress: hello.compress, sessionId });
+    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress: hello.compress, sessionId });
     this.store.add(s);
     st.session = s;
     st.phase = 'online';

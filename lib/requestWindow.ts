@@ -29,7 +29,14 @@ export class RequestWindow {
   /** Highest seq admitted. */
   private highest = 0;
 
-  constructor(private readonly size: number) {
+  /** Body bytes of the answers kept. */
+  private bytes = 0;
+
+  constructor(
+    private readonly size: number,
+    /** Answer bytes kept at most: past it the oldest seqs leave the window early (re-sending one is then STALE_REQUEST). */
+    private readonly maxBytes = Infinity,
+  ) {
     if (!(size >= 1)) throw new TypeError('RequestWindow: size must be >= 1');
   }
 
@@ -45,16 +52,25 @@ export class RequestWindow {
     if (seq <= this.highest) return STALE;
     this.highest = seq;
     entries.set(seq, null);
-    if (entries.size > this.size) {
-      const oldest = entries.keys().next().value as number;
-      entries.delete(oldest);
-    }
+    if (entries.size > this.size) this.evictOldest(entries);
     return NEW;
   }
 
   /** Records the answer of a running seq (ignored if it already left the window). */
   complete(seq: number, answer: Frame): void {
-    if (this.entries?.has(seq)) this.entries.set(seq, answer);
+    const entries = this.entries;
+    if (!entries?.has(seq)) return;
+    entries.set(seq, answer);
+    this.bytes += answer.body.length;
+    // Keep the newest seqs within the byte bound (the one just answered always stays).
+    while (this.bytes > this.maxBytes && entries.size > 1) this.evictOldest(entries);
+  }
+
+  private evictOldest(entries: Map<number, Frame | null | typeof NOT_RUN>): void {
+    const oldest = entries.keys().next().value as number;
+    const e = entries.get(oldest);
+    if (e !== null && e !== NOT_RUN && e !== undefined) this.bytes -= e.body.length;
+    entries.delete(oldest);
   }
 
   /** The seq was refused without running (OVERLOADED): a re-send of it runs, once. */

@@ -46,6 +46,8 @@ export class Session {
     bufferMaxBytes?: number;
     /** --request-window */
     requestWindow: number;
+    /** --request-window-bytes */
+    requestWindowBytes?: number;
     compress: boolean;
     /** Chosen before login when the backend must see it (POST /connect names the session to be). */
     sessionId?: string;
@@ -55,7 +57,7 @@ export class Session {
     this.resumeToken = randomBytes(18).toString('base64url');
     this.conn = o.conn;
     this.buffer = new PushBuffer(o.bufferMax, o.bufferMaxBytes);
-    this.window = new RequestWindow(o.requestWindow);
+    this.window = new RequestWindow(o.requestWindow, o.requestWindowBytes);
     this.compress = o.compress;
   }
 

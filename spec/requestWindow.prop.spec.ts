@@ -54,3 +54,19 @@ describe('RequestWindow', () => {
     assert.throws(() => new RequestWindow(0), TypeError);
   });
 });
+
+describe('RequestWindow byte bound (--request-window-bytes)', () => {
+  it('should let the oldest answers go once the kept answers pass the byte bound', () => {
+    const w = new RequestWindow(128, 1000);
+    const answer = (seq: number, bytes: number) => frame(FrameType.RESPONSE, seq, Buffer.alloc(bytes));
+    for (const seq of [1, 2, 3]) assert.equal(w.admit(seq).kind, 'new');
+    w.complete(1, answer(1, 400));
+    w.complete(2, answer(2, 400));
+    assert.equal(w.admit(1).kind, 'done');
+    w.complete(3, answer(3, 400)); // 1200 > 1000: seq 1 leaves
+    assert.equal(w.admit(1).kind, 'stale');
+    assert.equal(w.admit(2).kind, 'done');
+    assert.equal(w.admit(3).kind, 'done');
+    assert.equal(w.length, 2);
+  });
+});
