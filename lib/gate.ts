@@ -98,7 +98,6 @@ export interface GateDeps {
 const RPC_BACKOFF = { baseBackoffMs: 50, maxBackoffMs: 1_000 };
 /** How long an idle player's request group lingers before groupBy releases it. */
 const GROUP_LINGER_MS = 1_000;
-/** A HELLO's compress flag applies above this body size (§2.2). */
 
 /**
  * The single-node gate: wires the listener streams, the per-connection frame pipelines and

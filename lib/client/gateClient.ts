@@ -12,6 +12,7 @@
  *                                        closed ◀────────── maxAttempts used up ─┘
  * ```
  */
+import type { RequestErrorCode as GateErrorCode } from '../errors.js';
 import {
   BehaviorSubject,
   Observable,
@@ -128,15 +129,9 @@ export type ClientEvent =
   | { readonly type: 'error'; readonly seq: number; readonly code: string; readonly message: string }
   | { readonly type: 'closed'; readonly error: GateClosedError };
 
-/** ERROR codes from the gate (§2.1) and the client's own. */
+/** ERROR codes from the gate (§2.1, one list with the gate's own: a type-only import, so nothing loads) and the client's own. */
 export type RequestErrorCode =
-  | 'UNAUTHORIZED'
-  | 'UPSTREAM_STATUS'
-  | 'UPSTREAM_TIMEOUT'
-  | 'UPSTREAM_UNAVAILABLE'
-  | 'OVERLOADED'
-  | 'RATE_LIMITED'
-  | 'STALE_REQUEST'
+  | GateErrorCode
   /** The request had been sent on a session that ended: its outcome is unknown, and it was not re-sent. */
   | 'SESSION_LOST'
   /** The client closed (close(), a terminal BYE, or reconnecting gave up) before an answer came. */

@@ -108,8 +108,8 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
       source.pipe(
         // Admission decides once, in arrival order, before anything can queue. A refused job is
         // answered straight to the subscriber (never queued, never grouped); only admitted jobs
-        // go on.
-        filter((job): boolean => {
+        // go on, keyed once.
+        map((job): Envelope<J> | null => {
           const k = key(job);
           const mine = perKey.get(k) ?? 0;
           // Both hops below (group mergeMap, then the worker) are synchronous, so the counts seen
@@ -119,14 +119,14 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
           // admitted − busy is exactly the jobs waiting (in a group or for a worker).
           if (!startsNow && admitted - pool.busy >= queueMax) {
             subscriber.next(reject(job));
-            return false;
+            return null;
           }
           admitted++;
           perKey.set(k, mine + 1);
           onDepth?.(admitted);
-          return true;
+          return { job, key: k, settled: false, onSettled: null };
         }),
-        map((job): Envelope<J> => ({ job, key: key(job), settled: false, onSettled: null })),
+        filter((env): env is Envelope<J> => env !== null),
         groupByPlayer({ key: (e) => e.key, lingerMs, scheduler }),
         mergeMap((group$) => group$.pipe(mergeMap((env) => runJob(env), playerConcurrency))),
       ).subscribe(subscriber);
