@@ -144,15 +144,7 @@ export class Gate {
   ) {
     this.log = deps.logger.child({ gateId: cfg.gateId });
     this.metrics = createMetrics(cfg.gateId, {
-      sessions: () => {
-        let online = 0;
-        let buffered = 0;
-        for (const s of this.store.all()) {
-          if (s.state === 'online') online++;
-          buffered += s.buffer.size;
-        }
-        return { online, detached: this.store.size - online, buffered };
-      },
+      sessions: () => this.sessionCounts(),
       queued: () => Math.max(0, this.depth - this.pool.busy),
       busyWorkers: () => this.pool.busy,
       eventsQueued: () => this.events?.length ?? 0,
@@ -659,15 +651,25 @@ export class Gate {
     return { playerId: s.playerId, sessionId: s.sessionId, state: s.state, pushSeq: s.pushSeq, buffered: s.buffer.size, gateId: this.cfg.gateId };
   }
 
-  stats() {
+  /** Sessions by state and the pushes they keep: one pass, for /v1/stats and /metrics. */
+  private sessionCounts(): { online: number; detached: number; buffered: number } {
     let online = 0;
-    for (const s of this.store.all()) if (s.state === 'online') online++;
+    let buffered = 0;
+    for (const s of this.store.all()) {
+      if (s.state === 'online') online++;
+      buffered += s.buffer.size;
+    }
+    return { online, detached: this.store.size - online, buffered };
+  }
+
+  stats() {
+    const { online, detached } = this.sessionCounts();
     return {
       gateId: this.cfg.gateId,
       connections: this.admission.open,
       sessions: this.store.size,
       online,
-      detached: this.store.size - online,
+      detached,
       inflight: this.pool.busy,
       queued: Math.max(0, this.depth - this.pool.busy),
       refused: this.admission.refused,
