@@ -65,10 +65,12 @@ export class CoarseScheduler implements SchedulerLike {
     else b.first = a.next;
     if (a.next) a.next.prev = a.prev;
     a.bucket = a.prev = a.next = null;
-    if (b.first === null && this.buckets.get(b.tick) === b) this.buckets.delete(b.tick);
+    // An emptied bucket stays in the map until its tick passes (at most one per tick ahead):
+    // a Map entry set and deleted per request would churn the table on the hot path.
     if (--this.pending === 0 && this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
+      this.buckets.clear(); // all empty now
       this.done = Math.floor(Date.now() / this.resolutionMs);
     }
   }

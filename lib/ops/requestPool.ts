@@ -58,15 +58,20 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
       let closing = false;
       subscriber.add(() => (closing = true));
       let admitted = 0; // jobs in the system: waiting in a group, waiting for a worker, or running
-      // Admitted jobs per player (entries deleted at 0, so at most `admitted` keys).
+      // Admitted jobs per player. An entry at 0 stays until the map holds more than twice the
+      // keys in use (plus a floor), then zeros are swept: deleting and re-adding a busy player's
+      // key on every request churned the Map's table on the hot path.
       const perKey = new Map<string, number>();
+      let sweepAt = 1024;
       const settle = (env: Envelope<J>): void => {
         if (env.settled) return;
         env.settled = true;
         admitted--;
-        const left = (perKey.get(env.key) ?? 1) - 1;
-        if (left === 0) perKey.delete(env.key);
-        else perKey.set(env.key, left);
+        perKey.set(env.key, (perKey.get(env.key) ?? 1) - 1);
+        if (perKey.size > sweepAt) {
+          for (const [k, n] of perKey) if (n === 0) perKey.delete(k);
+          sweepAt = Math.max(1024, 2 * perKey.size);
+        }
         onDepth?.(admitted);
         env.onSettled?.();
       };
