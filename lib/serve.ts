@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import pino, { type Logger } from 'pino';
 import type { GateConfig } from './config.js';
 import { GatewayError } from './errors.js';
@@ -51,6 +52,11 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
   gate.startRegistration();
   const addresses = { tcp: gate.addresses.tcp, ws: gate.addresses.ws, api: api.address };
   logger.info({ gateId: cfg.gateId, ...addresses, upstream: demo ? 'embedded demo' : cfg.upstream }, 'listening');
+  // Pinned to one core, V8's concurrent GC threads pre-empt the main thread and stall it at the
+  // end of each major GC. The flag is not allowed in NODE_OPTIONS and cannot be set once V8 runs,
+  // so the gate can only say so (docs/operations.md, "One core").
+  if (availableParallelism() === 1 && !process.execArgv.includes('--single-threaded-gc'))
+    logger.info({ gateId: cfg.gateId, cpus: 1 }, 'one CPU available: start node with --single-threaded-gc for shorter GC pauses (docs/operations.md)');
   const log = logger.child({ gateId: cfg.gateId, component: 'shutdown' });
   let closing: Promise<void> | null = null;
   const apiServer = api;

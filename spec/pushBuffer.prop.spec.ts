@@ -98,7 +98,7 @@ const commands = fc.commands(
     fc.integer({ min: 0, max: 12 }).map((n) => new AckCommand(n)),
     fc.integer({ min: -2, max: 20 }).map((n) => new ResumeCheckCommand(n)),
   ],
-  { maxCommands: 300 },
+  { maxCommands: 300, size: 'max' },
 );
 
 describe('PushBuffer (model-based)', () => {

@@ -13,7 +13,7 @@ describe('RequestWindow', () => {
       fc.record({ k: fc.constant('done' as const), pick: fc.nat() }),
     );
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 200 }), (size, ops) => {
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 200, size: 'max' }), (size, ops) => {
         const w = new RequestWindow(size);
         // Model: admitted seqs in order, with their answer (null while running).
         const admitted: { seq: number; answer: string | null }[] = [];
@@ -44,6 +44,77 @@ describe('RequestWindow', () => {
             w.complete(e.seq, frame(FrameType.RESPONSE, e.seq, Buffer.from(e.answer)));
           }
           assert.ok(w.length <= size);
+        }
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it('should match a model under byte bounds, forgets and answers of any size (arena compaction)', () => {
+    type Entry = { seq: number; state: 'running' | 'done' | 'notrun'; answer: Buffer | null };
+    const op = fc.oneof(
+      // Mostly the next seqs, often a re-send of a recent one.
+      fc.record({ k: fc.constant('req' as const), delta: fc.integer({ min: -10, max: 3 }) }),
+      fc.record({ k: fc.constant('done' as const), pick: fc.nat(), bytes: fc.integer({ min: 0, max: 300 }), error: fc.boolean(), route: fc.integer({ min: 0, max: 65535 }) }),
+      fc.record({ k: fc.constant('forget' as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.oneof(fc.constant(Infinity), fc.integer({ min: 1, max: 1500 })), fc.array(op, { minLength: 20, maxLength: 250, size: 'max' }), (size, maxBytes, ops) => {
+        const w = new RequestWindow(size, maxBytes);
+        const model: Entry[] = [];
+        let highest = 0;
+        let bytes = 0;
+        const answers = new Map<number, { type: number; route: number }>();
+        const evict = (): void => {
+          const e = model.shift()!;
+          if (e.state === 'done') bytes -= e.answer!.length;
+        };
+        for (const o of ops) {
+          if (o.k === 'req') {
+            const seq = Math.max(1, highest + o.delta);
+            const v = w.admit(seq);
+            const e = model.find((x) => x.seq === seq);
+            if (e?.state === 'notrun') {
+              assert.equal(v.kind, 'new');
+              e.state = 'running';
+            } else if (e?.state === 'running') assert.equal(v.kind, 'running');
+            else if (e?.state === 'done') {
+              assert.equal(v.kind, 'done');
+              if (v.kind === 'done') {
+                assert.deepEqual(v.answer.body, e.answer);
+                assert.equal(v.answer.seq, seq);
+                assert.equal(v.answer.type, answers.get(seq)!.type);
+                assert.equal(v.answer.route, answers.get(seq)!.route);
+              }
+            } else if (seq <= highest) assert.equal(v.kind, 'stale');
+            else {
+              assert.equal(v.kind, 'new');
+              highest = seq;
+              model.push({ seq: seq, state: 'running', answer: null });
+              if (model.length > size) evict();
+            }
+          } else {
+            const running = model.filter((x) => x.state === 'running');
+            if (running.length === 0) continue;
+            const e = running[o.pick % running.length]!;
+            if (o.k === 'forget') {
+              w.forget(e.seq);
+              e.state = 'notrun';
+              continue;
+            }
+            // Lengths spread over 0–300 (not fast-check's small-biased arrays) so the arena fills and compacts.
+            const body = Buffer.alloc(o.bytes, e.seq & 0xff);
+            if (o.bytes > 0) body[0] = o.bytes & 0xff;
+            const type = o.error ? FrameType.ERROR : FrameType.RESPONSE;
+            w.complete(e.seq, frame(type, e.seq, body, o.route));
+            answers.set(e.seq, { type, route: o.route });
+            e.state = 'done';
+            e.answer = Buffer.from(body); // the window must have copied it
+            body.fill(0xee); // a caller reusing its buffer must not change what the window keeps
+            bytes += body.length;
+            while (bytes > maxBytes && model.length > 1) evict();
+          }
+          assert.equal(w.length, model.length);
         }
       }),
       { numRuns: runs },

@@ -65,6 +65,9 @@ export function pinSelf(cpu: number): boolean {
   return spawnSync('taskset', ['-a', '-cp', String(cpu), String(process.pid)], { stdio: 'ignore' }).status === 0;
 }
 
+/** A taskset CPU list naming one CPU ("1", not "0,1" or "0-3"). */
+export const singleCpu = (cpus: string): boolean => /^\d+$/.test(cpus.trim());
+
 /** A child process we started, with its address line, and a bounded stop. */
 export interface Child {
   readonly name: string;
@@ -91,8 +94,11 @@ const PROBE = '@@bench-mem ';
  * memory-probe lines (see memProbe.ts), which are collected.
  */
 export function spawnChild(name: string, script: string, args: string[], o: SpawnOptions, ready: (j: Record<string, unknown>) => boolean): Promise<Child> {
-  const nodeArgs = [...(o.nodeFlags ?? []), script, ...args];
   const useTaskset = o.cpu !== null && hasTaskset();
+  // One core for the whole process: V8's concurrent GC threads can only run by pre-empting the
+  // main thread, which then waits for them at the end of each major GC (10–25 ms stalls seen
+  // here). Every server the bench pins gets the setting docs/operations.md gives for that case.
+  const nodeArgs = [...(useTaskset && singleCpu(o.cpu!) ? ['--single-threaded-gc'] : []), ...(o.nodeFlags ?? []), script, ...args];
   const cmd = useTaskset ? 'taskset' : process.execPath;
   const argv = useTaskset ? ['-c', o.cpu!, process.execPath, ...nodeArgs] : nodeArgs;
   // taskset execs node: the pid is node's, so /proc/<pid>/status is the server's memory.
