@@ -20,6 +20,7 @@ import {
   Observable,
   type Observer,
   type SchedulerLike,
+  type Subscriber,
 } from 'rxjs';
 import { authenticator, type Authenticator } from './auth.js';
 import type { GateConfig } from './config.js';
@@ -127,8 +128,18 @@ export class Gate {
   /** Admitted requests not yet answered (the request pool's depth). */
   private depth = 0;
   private readonly depthChanged = new Subject<number>();
-  /** REQUEST jobs from every link, in arrival order: the request pool's input. */
-  private readonly jobs = new Subject<RequestJob>();
+  /**
+   * REQUEST jobs from every link, in arrival order: the request pool's input. Links hand jobs
+   * to its one subscriber directly (a Subject's `next` costs a closure per request).
+   */
+  private jobSubscriber: Subscriber<RequestJob> | null = null;
+  private readonly jobs$ = new Observable<RequestJob>((s) => {
+    this.jobSubscriber = s;
+    return () => {
+      if (this.jobSubscriber === s) this.jobSubscriber = null;
+    };
+  });
+  private readonly jobSink = { next: (job: RequestJob): void => this.jobSubscriber?.next(job) };
   private nextConnId = 1;
   private readonly random: () => number;
   /** The /rpc call policy, built once (not per request). */
@@ -202,7 +213,7 @@ export class Gate {
     // pipelines. (A Subject at the boundary rather than `mergeMap(conn ⇒ link$)`: the inner
     // subscriber mergeMap keeps per connection cost about 0.5 KB, an eighth of the budget.)
     const link$ = merge(listener('tcp'), listener('ws'), this.extraConnections$.pipe(takeUntil(this.stopAccepting)));
-    const answer$ = this.jobs.pipe(
+    const answer$ = this.jobs$.pipe(
       requestPool<RequestJob, Answer>({
         key: (j) => j.session.playerId,
         work: (j) => this.call$(j),
@@ -214,7 +225,8 @@ export class Gate {
         lingerMs: GROUP_LINGER_MS,
         onDepth: (d) => {
           this.depth = d;
-          this.depthChanged.next(d);
+          // Only shutdown listens, and only for zero: no Subject emission per request.
+          if (d === 0 && this.depthChanged.observed) this.depthChanged.next(0);
         },
       }),
     );
@@ -277,7 +289,7 @@ export class Gate {
   private openLink(conn: Connection): void {
     this.metrics.connections.inc({ transport: conn.transport });
     this.log.info({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
-    new Link(this, conn, this.jobs).start();
+    new Link(this, conn, this.jobSink).start();
   }
 
   /** @internal */
@@ -746,7 +758,7 @@ class Link implements ConnState, Observer<Frame> {
   constructor(
     private readonly gate: Gate,
     private readonly conn: Connection,
-    private readonly out: Observer<RequestJob>,
+    private readonly out: { next(job: RequestJob): void },
   ) {
     const cfg = gate.cfg;
     this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, gate.deadlineScheduler, this);

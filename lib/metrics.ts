@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { BucketHistogram } from './bucketHistogram.js';
 
 /** Live values read at scrape time, so nothing on the hot path updates a gauge. */
 export interface MetricsSource {
@@ -96,13 +97,13 @@ export function createMetrics(gateId: string, src: MetricsSource) {
       requestTally.flush((outcome, d) => this.inc({ outcome }, d));
     },
   });
-  const upstreamDuration = new Histogram({
-    name: 'gate_upstream_duration_seconds',
-    help: 'Upstream /rpc call time, all attempts included',
-    labelNames: ['result'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: reg,
-  });
+  const upstreamDuration = new BucketHistogram(
+    'gate_upstream_duration_seconds',
+    'Upstream /rpc call time, all attempts included',
+    'result',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    reg,
+  );
   const pushTally = new Tally();
   const pushes = new Counter({
     name: 'gate_pushes_total',

@@ -81,7 +81,7 @@ export class RequestWindow {
           return RUNNING_V;
         default:
           // A copy: the arena moves when compacted.
-          return { kind: 'done', answer: frame(((info >>> 8) & 0xff) as FrameTypeCode, seq, Buffer.from(this.arena!.subarray(m[i + OFF]!, m[i + OFF]! + m[i + LEN]!)), info >>> 16) };
+          return { kind: 'done', answer: frame(((info >>> 8) & 0xff) as FrameTypeCode, seq, Buffer.from(this.arena!.subarray(m[i + OFF], m[i + OFF]! + m[i + LEN]!)), info >>> 16) };
       }
     }
     if (seq <= this.highest) return STALE;
@@ -104,7 +104,7 @@ export class RequestWindow {
     m[i + INFO] = RUNNING; // not DONE while the arena may be compacted below
     const len = answer.body.length;
     const off = this.alloc(len);
-    answer.body.copy(this.arena!, off);
+    this.arena!.set(answer.body, off);
     m[i + INFO] = DONE | (answer.type << 8) | (answer.route << 16);
     m[i + OFF] = off;
     m[i + LEN] = len;
@@ -175,7 +175,7 @@ export class RequestWindow {
       if ((m[j + INFO]! & 0xff) !== DONE) continue;
       const off = m[j + OFF]!;
       const n = m[j + LEN]!;
-      this.arena!.copy(next, used, off, off + n);
+      next.set(this.arena!.subarray(off, off + n), used);
       m[j + OFF] = used;
       used += n;
     }

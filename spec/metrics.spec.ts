@@ -48,6 +48,11 @@ describe('metrics', () => {
     assert.equal(sample(text, 'gate_requests_total', 'outcome="ok"'), 1);
     assert.equal(sample(text, 'gate_requests_total', 'outcome="upstream_status"'), 1);
     assert.equal(sample(text, 'gate_upstream_requests_total', 'result="5xx"'), 1);
+    // The histogram: cumulative buckets ending in +Inf = _count, and a positive _sum.
+    assert.equal(sample(text, 'gate_upstream_duration_seconds_count', 'result="ok"'), 1);
+    assert.equal(sample(text, 'gate_upstream_duration_seconds_bucket', 'le="+Inf",result="ok"'), 1);
+    assert.equal(sample(text, 'gate_upstream_duration_seconds_bucket', 'le="10",result="UPSTREAM_STATUS"'), 1);
+    assert.ok((sample(text, 'gate_upstream_duration_seconds_sum', 'result="ok"') ?? 0) > 0);
     assert.equal(sample(text, 'gate_pushes_total', 'status="sent"'), 1);
     assert.ok((sample(text, 'gate_protocol_errors_total', 'GW_ERR_FRAME_TOO_SHORT') ?? 0) >= 1);
     assert.equal(sample(before, 'gate_pushes_total', 'status="sent"'), undefined, 'counters start absent or at zero');
