@@ -68,6 +68,17 @@ export function pinSelf(cpu: number): boolean {
 /** A taskset CPU list naming one CPU ("1", not "0,1" or "0-3"). */
 export const singleCpu = (cpus: string): boolean => /^\d+$/.test(cpus.trim());
 
+/**
+ * The node flags every server the bench starts runs with (gate and baselines alike): the
+ * settings docs/operations.md ("Tuning node") gives for a gate. A 64 MB young generation lets
+ * a request's objects die young at 10k+ requests/s instead of being promoted (each major GC
+ * then costs the loop 5–20 ms); on one core, V8's concurrent GC threads can only run by
+ * pre-empting the main thread, which then waits for them at the end of each major GC.
+ */
+export function serverNodeFlags(cpus: string | null): string[] {
+  return ['--max-semi-space-size=64', ...(cpus !== null && singleCpu(cpus) ? ['--single-threaded-gc'] : [])];
+}
+
 /** A child process we started, with its address line, and a bounded stop. */
 export interface Child {
   readonly name: string;
@@ -95,10 +106,7 @@ const PROBE = '@@bench-mem ';
  */
 export function spawnChild(name: string, script: string, args: string[], o: SpawnOptions, ready: (j: Record<string, unknown>) => boolean): Promise<Child> {
   const useTaskset = o.cpu !== null && hasTaskset();
-  // One core for the whole process: V8's concurrent GC threads can only run by pre-empting the
-  // main thread, which then waits for them at the end of each major GC (10–25 ms stalls seen
-  // here). Every server the bench pins gets the setting docs/operations.md gives for that case.
-  const nodeArgs = [...(useTaskset && singleCpu(o.cpu!) ? ['--single-threaded-gc'] : []), ...(o.nodeFlags ?? []), script, ...args];
+  const nodeArgs = [...serverNodeFlags(useTaskset ? o.cpu : null), ...(o.nodeFlags ?? []), script, ...args];
   const cmd = useTaskset ? 'taskset' : process.execPath;
   const argv = useTaskset ? ['-c', o.cpu!, process.execPath, ...nodeArgs] : nodeArgs;
   // taskset execs node: the pid is node's, so /proc/<pid>/status is the server's memory.

@@ -10,6 +10,7 @@ import {
   hasTaskset,
   median,
   pinSelf,
+  serverNodeFlags,
   spawnBaselineFanout,
   spawnBaselineRelay,
   spawnGate,
@@ -324,6 +325,7 @@ export function suiteTable(r: SuiteResult): string {
   const fmtLine = (l: string[]): string => l.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ').trimEnd();
   const out = [fmtLine(header), w.map((n) => '-'.repeat(n)).join('  '), ...lines.map(fmtLine)];
   out.push('', `medians of ${r.runs} run(s), ${r.durationMs / 1000} s each; ${r.pinned ? 'load generator on core 0, servers and backend on core 1' : 'not pinned'}; ${r.seconds} s in all`);
+  out.push(`servers (gate, baselines, backend) run as: node ${serverNodeFlags(r.pinned ? '1' : null).join(' ')} (docs/operations.md, "Tuning node")`);
   for (const n of r.notes) out.push(`note: ${n}`);
   return out.join('\n');
 }
