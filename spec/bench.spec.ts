@@ -113,3 +113,14 @@ describe('gate bench', { concurrency: 3 }, () => {
     }
   });
 });
+
+describe('gate bench: server node flags', () => {
+  it('should give every server a 64 MB young generation, and single-threaded GC only when pinned to one CPU', async () => {
+    const { serverNodeFlags, singleCpu } = await import('../lib/cli/bench/common.js');
+    assert.deepEqual(serverNodeFlags(null), ['--max-semi-space-size=64']);
+    assert.deepEqual(serverNodeFlags('1'), ['--max-semi-space-size=64', '--single-threaded-gc']);
+    assert.deepEqual(serverNodeFlags('0-3'), ['--max-semi-space-size=64']);
+    assert.deepEqual(serverNodeFlags('0,1'), ['--max-semi-space-size=64']);
+    assert.equal(singleCpu(' 7 '), true);
+  });
+});

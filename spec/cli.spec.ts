@@ -5,6 +5,7 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -120,6 +121,14 @@ describe('cli: option precedence and errors at start', { concurrency: 3 }, () =>
     assert.match(r.lines[0]!, new RegExp(`${port}`));
     assert.match(r.lines[0]!, /in use/);
     assert.doesNotMatch(r.stderr, /^\s+at\s/m, 'no stack trace');
+  });
+
+  it('should say at start-up when it has one CPU and node runs without --single-threaded-gc', async (t) => {
+    if (spawnSync('taskset', ['-c', '0', 'true']).status !== 0) return t.skip('taskset is not available');
+    const p = spawnGate(['serve', '--tcp', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--api', '127.0.0.1:0'], {}, ['taskset', '-c', '0']);
+    t.after(() => p.kill());
+    const hint = await p.waitForLog('one CPU available: start node with --single-threaded-gc for shorter GC pauses (docs/operations.md)', EXIT_MS);
+    assert.equal(hint.cpus, 1);
   });
 });
 

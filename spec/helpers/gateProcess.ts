@@ -38,8 +38,10 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...out, ...env };
 }
 
-export function spawnGate(args: string[], env: Record<string, string> = {}): GateProcess {
-  const child = spawn(process.execPath, [GATE_BIN, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+/** `wrap`: a command that runs node (e.g. `['taskset', '-c', '0']`); its exec keeps the pid node's. */
+export function spawnGate(args: string[], env: Record<string, string> = {}, wrap: string[] = []): GateProcess {
+  const argv = [...wrap, process.execPath, GATE_BIN, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let partial = '';
   let err = '';
