@@ -36,7 +36,7 @@ export class CoarseScheduler implements SchedulerLike {
     return new CoarseAction<T>(this, work).schedule(state, delay);
   }
 
-  /** Actions waiting (for tests and metrics). */
+  /** Actions waiting (tests check that cancelled ones leave at once). */
   get size(): number {
     return this.pending;
   }

@@ -69,7 +69,7 @@ export class RequestWindow {
 
   /** Classifies `seq` and, when new, records it as running. seq 0 (notify) is never windowed. */
   admit(seq: number): WindowVerdict {
-    const i = this.find(seq);
+    const i = seq > this.highest ? -1 : this.find(seq); // a new seq needs no search
     if (i >= 0) {
       const m = this.meta!;
       const info = m[i + INFO]!;
@@ -88,7 +88,7 @@ export class RequestWindow {
     this.highest = seq;
     if (this.count === this.size) this.evictOldest();
     const m = (this.meta ??= new Uint32Array(this.size * FIELDS));
-    const j = ((this.head + this.count++) % this.size) * FIELDS;
+    const j = this.at(this.count++);
     m[j + SEQ] = seq;
     m[j + INFO] = RUNNING;
     m[j + LEN] = 0;
@@ -131,20 +131,24 @@ export class RequestWindow {
     const n = this.count;
     if (n === 0) return -1;
     const m = this.meta!;
-    const at = (k: number): number => ((this.head + k) % this.size) * FIELDS;
-    const last = at(n - 1);
+    const last = this.at(n - 1);
     if (m[last + SEQ] === seq) return last;
     let lo = 0;
     let hi = n - 2;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const j = at(mid);
+      const j = this.at(mid);
       const s = m[j + SEQ]!;
       if (s === seq) return j;
       if (s < seq) lo = mid + 1;
       else hi = mid - 1;
     }
     return -1;
+  }
+
+  /** Index in `meta` of the k-th oldest entry. */
+  private at(k: number): number {
+    return ((this.head + k) % this.size) * FIELDS;
   }
 
   private evictOldest(): void {
@@ -171,7 +175,7 @@ export class RequestWindow {
     let used = 0;
     const m = this.meta!;
     for (let k = 0; k < this.count; k++) {
-      const j = ((this.head + k) % this.size) * FIELDS;
+      const j = this.at(k);
       if ((m[j + INFO]! & 0xff) !== DONE) continue;
       const off = m[j + OFF]!;
       const n = m[j + LEN]!;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { firstValueFrom, timer } from 'rxjs';
+import { firstValueFrom, timer, type SchedulerAction } from 'rxjs';
 import { CoarseScheduler } from '../lib/coarseScheduler.js';
 import { QuietWatch } from '../lib/ops/idleTimeout.js';
 import { waitFor } from './helpers/wait.js';
@@ -40,6 +40,23 @@ describe('CoarseScheduler', () => {
     const w = new QuietWatch(30, 'GW_ERR_IDLE_TIMEOUT', s, (_: null, e) => (expired = e.code), null);
     w.arm();
     await waitFor('idle watch expired', () => expired === 'GW_ERR_IDLE_TIMEOUT', 2_000);
+  });
+
+  it('should let go of cancelled and re-armed work at once, not when its tick comes', () => {
+    // The upstream attempt timeouts are cancelled within milliseconds of being armed: held
+    // until their tick they would outlive the request and fill the old generation.
+    const s = new CoarseScheduler(50);
+    const subs = Array.from({ length: 1_000 }, (_, i) => s.schedule(() => assert.fail('cancelled work ran'), 60_000 + i));
+    assert.equal(s.size, 1_000);
+    for (const sub of subs.slice(0, 600)) sub.unsubscribe();
+    assert.equal(s.size, 400);
+    // Re-arming a waiting action moves it to another bucket: it is counted (and held) once.
+    const action = subs[700] as unknown as SchedulerAction<unknown>;
+    action.schedule(undefined, 90_000);
+    action.schedule(undefined, 120_000);
+    assert.equal(s.size, 400);
+    for (const sub of subs.slice(600)) sub.unsubscribe();
+    assert.equal(s.size, 0);
   });
 
   it('should refuse a resolution below 1 ms', () => {
