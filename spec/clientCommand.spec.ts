@@ -16,7 +16,7 @@ import { FrameDecoder } from '../lib/frameDecoder.js';
 import { GateRequestError } from '../lib/client/node.js';
 import { formatBody, formatMessage, formatRequestError, parseInputLine, runClientCommand } from '../lib/cli/client.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
-import { waitFor, withTimeout } from './helpers/wait.js';
+import { waitFor, waitForAsync, withTimeout } from './helpers/wait.js';
 
 const EXIT_WAIT_MS = 10_000;
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v), 'utf8');
@@ -619,18 +619,7 @@ describe('gate client against a real gate', () => {
     const r = await api(h, 'GET', `/v1/players/${playerId}`);
     return r.status === 200 ? (r.body as { state: string }).state : null;
   };
-  /** Polls an async condition, one call at a time, until it holds (bounded like waitFor). */
-  const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
-    let ok = false;
-    let busy = false;
-    await waitFor(what, () => {
-      if (!busy) {
-        busy = true;
-        void check().then((v) => ((ok = v), (busy = false)));
-      }
-      return ok;
-    });
-  };
+  const until = (what: string, check: () => Promise<boolean>): Promise<void> => waitForAsync(what, check);
   const line = (r: Run, what: string, pred: (l: string) => boolean): Promise<string> => waitFor(what, () => r.stdout.lines.find(pred));
 
   for (const kind of ['tcp', 'ws'] as const) {

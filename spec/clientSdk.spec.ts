@@ -35,7 +35,7 @@ import {
 } from '../lib/client/node.js';
 import { defaultHandler, type FakeHandler, type RecordedCall } from './helpers/fakeBackend.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
-import { waitFor, withTimeout } from './helpers/wait.js';
+import { waitFor, waitForAsync, withTimeout } from './helpers/wait.js';
 
 /** Bound on any single wait in this file, ms. */
 const WAIT_MS = 3_000;
@@ -420,18 +420,7 @@ const gateState = async (h: Harness, playerId: string): Promise<string | null> =
   return r.status === 200 ? (r.body.state as string) : null;
 };
 
-/** Polls an async condition (one call at a time) until it holds; bounded like waitFor. */
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  let ok = false;
-  let busy = false;
-  await waitFor(what, () => {
-    if (!busy) {
-      busy = true;
-      void check().then((v) => ((ok = v), (busy = false)));
-    }
-    return ok;
-  }, WAIT_MS);
-}
+const until = (what: string, check: () => Promise<boolean>): Promise<void> => waitForAsync(what, check, WAIT_MS);
 
 /** Polls the gate until the player's session is in `state` (null: no session). */
 const untilGateSays = (h: Harness, playerId: string, state: string | null): Promise<void> =>

@@ -59,3 +59,20 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
     );
   });
 }
+
+/** Polls an async condition, one call at a time, until it holds; bounded like waitFor. */
+export async function waitForAsync(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  let ok = false;
+  let busy = false;
+  await waitFor(
+    what,
+    () => {
+      if (!busy) {
+        busy = true;
+        void check().then((v) => ((ok = v), (busy = false)));
+      }
+      return ok;
+    },
+    timeoutMs,
+  );
+}
