@@ -47,6 +47,36 @@ class Tally {
   }
 }
 
+/**
+ * prom-client's event-loop delay gauges: statistics of a perf_hooks histogram it resets at every
+ * scrape. A window with no sample yet (right after start, or two scrapes within one sampling
+ * interval) reads as mean and stddev NaN, min 2^63 ns and percentiles of nothing.
+ */
+const LOOP_DELAY_WINDOW = /^nodejs_eventloop_lag_(?:min|max|mean|stddev|p50|p90|p99)_seconds[{ ]/;
+const LOOP_DELAY_MEAN = 'nodejs_eventloop_lag_mean_seconds';
+/** A sample with a non-finite value, as prom-client writes one (NaN as `Nan`, infinities as `+Inf`/`-Inf`). */
+const NON_FINITE_SAMPLE = / (?:Nan|[+-]Inf)$/m;
+
+/** A sample line's value: the last token (prom-client writes no timestamps, and label values are quoted). */
+const sampleValue = (line: string): number => Number(line.slice(line.lastIndexOf(' ') + 1));
+
+/**
+ * The exposition with only finite sample values. OpenMetrics parsers and several scrapers reject
+ * prom-client's `Nan` (and ±Inf values) and with it the whole scrape, so such a sample is dropped
+ * until it has a value, and with a non-finite event-loop delay mean the rest of that window goes
+ * too (its other gauges are not measurements either). HELP and TYPE lines stay (a family with no
+ * samples is valid in both formats); a histogram's `le="+Inf"` is a label and is untouched. Text
+ * with nothing to drop is returned as is.
+ */
+export function finiteSamples(text: string): string {
+  if (!NON_FINITE_SAMPLE.test(text)) return text;
+  const lines = text.split('\n');
+  const emptyWindow = lines.some((l) => l.startsWith(LOOP_DELAY_MEAN) && !Number.isFinite(sampleValue(l)));
+  return lines
+    .filter((l) => l === '' || l.startsWith('#') || (Number.isFinite(sampleValue(l)) && !(emptyWindow && LOOP_DELAY_WINDOW.test(l))))
+    .join('\n');
+}
+
 /** Distinct routes labelled before the rest are counted as "other" (a hostile client must not grow the label set). */
 const MAX_ROUTE_LABELS = 256;
 
@@ -204,11 +234,14 @@ export function createMetrics(gateId: string, src: MetricsSource) {
       },
     }),
     eventsDropped: new Counter({ name: 'gate_backend_events_dropped_total', help: 'Backend events dropped (queue full)', registers: reg }),
-    /** The exposition text: the gate's metrics always, the process metrics when they can be read. */
+    /**
+     * The exposition text: the gate's metrics always, the process metrics when they can be read,
+     * with only their finite samples (see finiteSamples).
+     */
     async text(onProcessError: (e: unknown) => void): Promise<string> {
       const own = await registry.metrics();
       try {
-        return `${own}\n${await processRegistry.metrics()}`;
+        return `${own}\n${finiteSamples(await processRegistry.metrics())}`;
       } catch (e) {
         onProcessError(e);
         return own;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { FrameType } from '../lib/frame.js';
+import { createMetrics, finiteSamples } from '../lib/metrics.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { connectTcp, connectWs } from './helpers/testClient.js';
 
@@ -13,6 +14,20 @@ function sample(text: string, name: string, labels = ''): number | undefined {
     if (m && m[1] === name && (m[2] ?? '').includes(labels)) return Number(m[3]);
   }
   return undefined;
+}
+
+/** A finite number as the exposition formats write one (no Nan, +Inf or -Inf). */
+const FINITE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** Sample lines whose value (the last token; `le="+Inf"` is a label) is not a finite number. */
+function nonFinite(text: string): string[] {
+  return text.split('\n').filter((l) => l !== '' && !l.startsWith('#') && !FINITE.test(l.slice(l.lastIndexOf(' ') + 1)));
+}
+
+function promtoolCheck(text: string): void {
+  const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.ok(!promtool.error, 'promtool is not installed (.ci/run installs the Debian package "prometheus")');
+  assert.equal(promtool.status, 0, `promtool check metrics: ${promtool.stdout}${promtool.stderr}`);
 }
 
 describe('metrics', () => {
@@ -58,9 +73,8 @@ describe('metrics', () => {
     assert.equal(sample(before, 'gate_pushes_total', 'status="sent"'), undefined, 'counters start absent or at zero');
     assert.ok(!/player/i.test(text.split('\n').filter((l) => !l.startsWith('#')).join('\n')), 'no player ids in labels');
 
-    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-    assert.ok(!promtool.error, 'promtool is not installed (.ci/run installs the Debian package "prometheus")');
-    assert.equal(promtool.status, 0, `promtool check metrics: ${promtool.stdout}${promtool.stderr}`);
+    assert.deepEqual(nonFinite(text), []);
+    promtoolCheck(text);
     await c.close();
     await w.close();
   });
@@ -78,5 +92,62 @@ describe('metrics', () => {
     } finally {
       reg.metrics = orig;
     }
+  });
+});
+
+describe('metrics before the first event-loop sample', () => {
+  const src = { sessions: () => ({ online: 0, detached: 0, buffered: 0 }), queued: () => 0, busyWorkers: () => 0, eventsQueued: () => 0, refused: () => 0 };
+
+  it('should drop the event-loop delay window, not print Nan, when it has no sample yet', async () => {
+    // No macrotask runs between creating the histogram and this scrape, so it has no sample: prom-client
+    // reads it as mean and stddev NaN and min 2^63 ns.
+    const m = createMetrics('g-empty', src);
+    const text = await m.text((e) => assert.fail(String(e)));
+    assert.deepEqual(nonFinite(text), []);
+    assert.ok(text.includes('# TYPE nodejs_eventloop_lag_mean_seconds gauge'), 'the family stays declared');
+    assert.equal(sample(text, 'nodejs_eventloop_lag_mean_seconds'), undefined);
+    assert.equal(sample(text, 'nodejs_eventloop_lag_min_seconds'), undefined, 'no 2^63 ns minimum from an empty window');
+    assert.notEqual(sample(text, 'nodejs_eventloop_lag_seconds'), undefined, 'the setImmediate lag is always there');
+    promtoolCheck(text);
+    // Once the loop has been sampled the window is back, finite.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const later = await m.text((e) => assert.fail(String(e)));
+    assert.deepEqual(nonFinite(later), []);
+    for (const stat of ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99']) assert.ok((sample(later, `nodejs_eventloop_lag_${stat}_seconds`) ?? -1) >= 0, stat);
+  });
+
+  it('should answer /metrics with only finite sample values right after start and on back-to-back scrapes', async () => {
+    const h = await startGate();
+    try {
+      const scrapes = [await (await fetch(`${h.apiUrl}/metrics`)).text(), await (await fetch(`${h.apiUrl}/metrics`)).text()];
+      for (const text of scrapes) {
+        assert.ok(text.includes('# TYPE nodejs_eventloop_lag_seconds gauge'));
+        assert.deepEqual(nonFinite(text), []);
+        promtoolCheck(text);
+      }
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('should keep finite samples and HELP/TYPE lines and drop only non-finite ones', () => {
+    const text = [
+      '# HELP a_seconds A.',
+      '# TYPE a_seconds gauge',
+      'a_seconds{gate="g"} Nan',
+      '# TYPE b gauge',
+      'b{gate="g",x="a b"} +Inf',
+      'b{gate="g",x="c"} -Inf',
+      'b{gate="g",x="d"} 1.5e-7',
+      '# TYPE h histogram',
+      'h_bucket{le="+Inf",gate="g"} 3',
+      '',
+    ].join('\n');
+    assert.equal(
+      finiteSamples(text),
+      ['# HELP a_seconds A.', '# TYPE a_seconds gauge', '# TYPE b gauge', 'b{gate="g",x="d"} 1.5e-7', '# TYPE h histogram', 'h_bucket{le="+Inf",gate="g"} 3', ''].join('\n'),
+    );
+    const clean = 'x 1\ny{le="+Inf"} 2\n';
+    assert.equal(finiteSamples(clean), clean);
   });
 });
