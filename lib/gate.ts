@@ -452,15 +452,18 @@ export class Gate {
       s.conn = null;
       this.closeWith(prev, new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection'));
     }
-    const gap = s.buffer.gapAfter(lastSeq);
-    s.buffer.ack(Math.min(lastSeq, s.pushSeq));
+    // gap: some push after lastSeq is gone (dropped, or ACKed earlier by a client that has since
+    // lost it). A lastSeq past the newest push claims pushes never sent: taken as the newest.
+    const upTo = Math.min(lastSeq, s.pushSeq);
+    const gap = s.buffer.gapAfter(upTo);
+    s.buffer.ack(upTo);
     s.conn = conn;
     s.compress = compress;
     s.state = 'online';
     st.session = s;
     st.phase = 'online';
     this.sendWelcome(conn, s, true, gap);
-    s.sentUpTo = lastSeq;
+    s.sentUpTo = upTo;
     s.pumping = false; // a replay to an earlier link, if any, ended with that link
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);

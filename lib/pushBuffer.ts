@@ -8,9 +8,9 @@ export interface KeptPush {
 
 /**
  * The per-session replay buffer (§2.4): pushes in seq order, trimmed by ACK, at most `max`
- * kept and at most `maxBytes` of bodies (the oldest dropped first). Remembers the highest seq ever dropped unacked, which is
- * what decides `gap` on resume. A deque over a plain array: no per-session preallocation,
- * so an idle session costs a few words.
+ * kept and at most `maxBytes` of bodies (the oldest dropped first). Remembers the highest seq it
+ * no longer holds, whether ACKed or dropped, which is what decides `gap` on resume. A deque
+ * over a plain array: no per-session preallocation, so an idle session costs a few words.
  */
 export class PushBuffer {
   private items: KeptPush[] = [];
@@ -18,8 +18,11 @@ export class PushBuffer {
   private head = 0;
   /** Highest seq the client ACKed. */
   acked = 0;
-  /** Highest seq dropped by overflow before being ACKed (0 = none). */
-  droppedUpTo = 0;
+  /**
+   * Highest seq removed from the buffer, by ACK or by the bound (0 = none). Both remove from the
+   * oldest end, so every push at or below it is gone and every one above it is still kept.
+   */
+  forgottenUpTo = 0;
   /** Pushes dropped by overflow, ever. */
   dropped = 0;
 
@@ -53,7 +56,7 @@ export class PushBuffer {
       const old = this.items[this.head]!;
       this.items[this.head++] = undefined as unknown as KeptPush;
       this.bytes -= old.body.length;
-      this.droppedUpTo = old.seq;
+      this.forgottenUpTo = old.seq;
       dropped++;
     }
     if (dropped > 0) {
@@ -68,15 +71,21 @@ export class PushBuffer {
     if (seq <= this.acked) return;
     this.acked = seq;
     while (this.head < this.items.length && this.items[this.head]!.seq <= seq) {
-      this.bytes -= this.items[this.head]!.body.length;
+      const old = this.items[this.head]!;
+      this.bytes -= old.body.length;
+      this.forgottenUpTo = old.seq;
       this.items[this.head++] = undefined as unknown as KeptPush;
     }
     this.compact();
   }
 
-  /** True when some push after `lastSeq` was dropped before the client had it. */
+  /**
+   * True when some push with seq > `lastSeq` can no longer be replayed: dropped by the bound, or
+   * forgotten after an ACK from a client that has since lost it (resuming below its own ACK).
+   * False with no pushes yet, and for a `lastSeq` at or above the newest push.
+   */
   gapAfter(lastSeq: number): boolean {
-    return this.droppedUpTo > Math.max(lastSeq, this.acked);
+    return this.forgottenUpTo > Math.max(lastSeq, 0); // seqs start at 1: 0 = nothing forgotten
   }
 
   /** Kept pushes with seq > lastSeq, in order. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FrameType, frame, type Frame } from '../lib/frame.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
-import { connectTcp, connectWs, json, type TestClient } from './helpers/testClient.js';
+import { connectTcp, connectWs, json, type TestClient, type WelcomeBody } from './helpers/testClient.js';
 import { waitFor } from './helpers/wait.js';
 
 const isPush = (f: Frame): boolean => f.type === FrameType.PUSH;
@@ -140,6 +140,66 @@ for (const transport of ['tcp', 'ws'] as const) {
       assert.equal(h.backend.calls.filter((c) => c.headers['x-request-id'] === id).length, 1);
       assert.ok(!a.frames.some((f) => f.seq === 10 && f.type === FrameType.RESPONSE && a.frames.filter((g) => g === f).length > 1));
       await a.close();
+    });
+  });
+
+  // A buffer larger than the pushes: whatever is missing below was trimmed by the ACK, not the bound.
+  describe(`gap after an ACK over ${transport}`, () => {
+    let h: Harness;
+    const connect = (): Promise<TestClient> => (transport === 'tcp' ? connectTcp(h.tcpPort) : connectWs(h.wsPort));
+    before(async () => {
+      h = await startGate({ bufferMax: 16 }, heldBackend().handler);
+    });
+    after(() => h.close());
+
+    const player = async (id: string) => (await api(h, 'GET', `/v1/players/${id}`)).body as { state?: string; buffered?: number };
+    const push = (playerId: string, n: number) => api(h, 'POST', '/v1/push', { playerId, route: 7, data: { n } });
+
+    /** The player gets pushes 1..8 live, ACKs 6 and loses its link: the gate keeps 7 and 8 only. */
+    async function ackSixOfEight(token: string): Promise<WelcomeBody> {
+      const a = await connect();
+      const w = await a.hello({ token });
+      for (let n = 1; n <= 8; n++) assert.equal((await push(w.playerId, n)).body.status, 'sent');
+      for (let n = 1; n <= 8; n++) assert.equal((await a.next(isPush)).seq, n);
+      a.send(frame(FrameType.ACK, 6));
+      await waitFor('ACK trims the buffer', async () => (await player(w.playerId)).buffered === 2);
+      await a.destroy();
+      await waitFor('session detached', async () => (await player(w.playerId)).state === 'detached');
+      return w;
+    }
+
+    /** Resumes from `lastSeq`, then pushes 9 live so that every replayed push is in before it. */
+    async function resumeFrom(w: WelcomeBody, lastSeq: number): Promise<{ welcome: WelcomeBody; pushes: number[] }> {
+      const b = await connect();
+      const welcome = await b.hello({ token: w.playerId, resume: { sessionId: w.sessionId, resumeToken: w.resumeToken, lastSeq } });
+      assert.equal(welcome.resumed, true);
+      assert.equal(welcome.lastSeq, 8);
+      assert.equal((await push(w.playerId, 9)).body.seq, 9);
+      await b.next((f) => isPush(f) && f.seq === 9);
+      const pushes = b.frames.filter(isPush).map((f) => f.seq);
+      await b.close();
+      return { welcome, pushes };
+    }
+
+    it('should report gap when the client resumes below its own ACK, and replay only what is kept', async () => {
+      const w = await ackSixOfEight(`${transport}-g1`);
+      const { welcome, pushes } = await resumeFrom(w, 3);
+      assert.equal(welcome.gap, true, '4..6 were forgotten after the ACK');
+      assert.deepEqual(pushes, [7, 8, 9]);
+    });
+
+    it('should report no gap when the client resumes from its ACK', async () => {
+      const w = await ackSixOfEight(`${transport}-g2`);
+      const { welcome, pushes } = await resumeFrom(w, 6);
+      assert.equal(welcome.gap, false);
+      assert.deepEqual(pushes, [7, 8, 9]);
+    });
+
+    it('should take a lastSeq past the newest push as the newest: no gap, nothing replayed', async () => {
+      const w = await ackSixOfEight(`${transport}-g3`);
+      const { welcome, pushes } = await resumeFrom(w, 20);
+      assert.equal(welcome.gap, false);
+      assert.deepEqual(pushes, [9]);
     });
   });
 }

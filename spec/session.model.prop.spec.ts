@@ -2,7 +2,9 @@
  * Model-based test (fast-check `fc.commands`) of sessions, resume and exactly-once requests,
  * driving a real in-process gate over real sockets against a fake backend. After every
  * command: each push reaches the client at most once and in seq order; without overflow every
- * push arrives exactly once; `gap` is reported exactly when a needed push was dropped; each
+ * push arrives exactly once; a resume replays exactly the kept pushes after its lastSeq, and
+ * reports `gap` exactly when some push after that lastSeq is no longer kept, whether the bound
+ * dropped it or an ACK trimmed it before the client lost its state (Forget); each
  * request seq runs upstream at most once and is answered at most once (exactly once when its
  * session survives); backend events follow online → (detached → resumed)* → offline.
  * The session idle clock is a virtual one (`idleScheduler`) that the Idle command moves.
@@ -14,9 +16,11 @@ import { VirtualTimeScheduler } from 'rxjs';
 import { FrameType, frame, type Frame } from '../lib/frame.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { connectTcp, connectWs, json, type TestClient, type WelcomeBody } from './helpers/testClient.js';
+import { assertProperty } from './helpers/props.js';
 import { waitFor } from './helpers/wait.js';
 
-const RUNS = Number(process.env.FC_RUNS ?? 15);
+/** Runs per transport (spec/helpers/props.ts: FC_RUNS asks for more, within a time budget). FLOOR */
+const RUNS = { runs: 15, floor: 10 };
 const BUFFER_MAX = 4;
 const IDLE_MS = 60_000;
 
@@ -24,12 +28,10 @@ interface Model {
   session: boolean;
   connected: boolean;
   pushSeq: number;
-  /** Highest push seq the client holds (pushes arrive in order, so contiguous). */
+  /** The client's lastSeq: highest push seq it holds, with none missing below it since the last gap. */
   delivered: number;
-  acked: number;
   /** Seqs the gate keeps (unacked, at most BUFFER_MAX). */
   kept: number[];
-  droppedMax: number;
   nextReq: number;
   /** Requests of the current session sent and not yet answered to the client. */
   pending: Set<number>;
@@ -41,8 +43,12 @@ interface Model {
 class Real {
   client: TestClient | null = null;
   welcome: WelcomeBody | null = null;
-  /** Every session this run created, with the push seqs and answers its links received. */
-  sessions = new Map<string, { pushes: number[]; answers: Map<number, number> }>();
+  /**
+   * Every session this run created, with the push seqs the client holds (received on its links,
+   * less what it forgot) and the answers its links received. `floor`: the client's lastSeq as of
+   * its last Forget, which it may hold without the push itself (it jumped there after a gap).
+   */
+  sessions = new Map<string, { pushes: number[]; floor: number; answers: Map<number, number> }>();
   constructor(
     readonly h: Harness,
     readonly clock: VirtualTimeScheduler,
@@ -93,14 +99,17 @@ class Real {
       if (typeof id === 'string' && id.includes('.')) byId.set(id, (byId.get(id) ?? 0) + 1);
     }
     for (const [id, n] of byId) assert.ok(n <= 1, `request ${id} ran upstream ${n} times`);
-    if (m.session && m.connected) assert.equal(this.sessions.get(this.welcome!.sessionId)!.pushes.at(-1) ?? 0, m.delivered, 'client holds every push up to delivered');
+    if (m.session && m.connected) {
+      const rec = this.sessions.get(this.welcome!.sessionId)!;
+      assert.equal(Math.max(rec.pushes.at(-1) ?? 0, rec.floor), m.delivered, 'client holds every push up to delivered');
+    }
   }
 }
 
 type Cmd = fc.AsyncCommand<Model, Real>;
 
 const freshModel = (m: Model): void => {
-  Object.assign(m, { session: true, connected: true, pushSeq: 0, delivered: 0, acked: 0, kept: [], droppedMax: 0, pending: new Set(), queue: [] });
+  Object.assign(m, { session: true, connected: true, pushSeq: 0, delivered: 0, kept: [], pending: new Set(), queue: [] });
 };
 
 /**
@@ -147,7 +156,7 @@ async function login(r: Real, body: object): Promise<WelcomeBody> {
   const w = await c.hello({ token: r.playerId, ...body });
   r.client = c;
   r.welcome = w;
-  if (!r.sessions.has(w.sessionId)) r.sessions.set(w.sessionId, { pushes: [], answers: new Map() });
+  if (!r.sessions.has(w.sessionId)) r.sessions.set(w.sessionId, { pushes: [], floor: 0, answers: new Map() });
   r.track();
   return w;
 }
@@ -191,7 +200,7 @@ class Push implements Cmd {
     const seq = ++m.pushSeq;
     assert.deepEqual(res.body, { seq, status: m.connected ? 'sent' : 'buffered' });
     m.kept.push(seq);
-    if (m.kept.length > BUFFER_MAX) m.droppedMax = m.kept.shift()!;
+    if (m.kept.length > BUFFER_MAX) m.kept.shift();
     if (m.connected) {
       await r.client!.next((f) => f.type === FrameType.PUSH && f.seq === seq);
       m.delivered = seq;
@@ -229,13 +238,17 @@ class Resume implements Cmd {
     }
     assert.equal(w.resumed, true);
     assert.equal(w.sessionId, before.sessionId);
-    assert.equal(w.gap, m.droppedMax > Math.max(lastSeq, m.acked), 'gap exactly when a needed push was dropped');
+    assert.equal(w.lastSeq, m.pushSeq);
+    const gone = range(lastSeq + 1, m.pushSeq).filter((s) => !m.kept.includes(s));
+    assert.equal(w.gap, gone.length > 0, `gap exactly when a push after lastSeq ${lastSeq} is no longer kept (gone: ${gone.join(',')})`);
     const replay = m.kept.filter((s) => s > lastSeq);
     for (const s of replay) await r.client!.next((f) => f.type === FrameType.PUSH && f.seq === s);
-    if (!w.gap) assert.deepEqual(replay, range(lastSeq + 1, m.pushSeq), 'without overflow every push arrives exactly once');
-    m.acked = Math.max(m.acked, lastSeq);
+    const got = r.client!.frames.filter((f) => f.type === FrameType.PUSH).map((f) => f.seq);
+    assert.deepEqual(got, replay, 'the replay is exactly the kept pushes after lastSeq');
+    if (!w.gap) assert.deepEqual(replay, range(lastSeq + 1, m.pushSeq), 'without a gap every push after lastSeq arrives exactly once');
     m.kept = m.kept.filter((s) => s > lastSeq);
-    m.delivered = m.pushSeq;
+    // With every push after lastSeq gone, nothing is replayed: the client stays at lastSeq.
+    m.delivered = replay.at(-1) ?? lastSeq;
     m.connected = true;
     // The client re-sends every unanswered request with its same seq; answers kept while detached come back now.
     const inQueue = new Set(m.queue.map((q) => q.seq));
@@ -287,12 +300,30 @@ class Ack implements Cmd {
   check = (m: Readonly<Model>): boolean => m.session && m.connected;
   async run(m: Model, r: Real): Promise<void> {
     r.client!.send(frame(FrameType.ACK, m.delivered));
-    m.acked = Math.max(m.acked, m.delivered);
     m.kept = m.kept.filter((s) => s > m.delivered);
     await waitFor('ACK trims the buffer', async () => (await r.player()).body.buffered === m.kept.length);
     r.check(m);
   }
   toString = (): string => 'Ack';
+}
+
+/**
+ * While detached, the client loses its local state back to seq k (a crash restoring an older
+ * save): its lastSeq drops by `back`, possibly below what it ACKed, and it holds no push after k.
+ */
+class Forget implements Cmd {
+  constructor(readonly back: number) {}
+  check = (m: Readonly<Model>): boolean => m.session && !m.connected && m.delivered > 0;
+  run(m: Model, r: Real): Promise<void> {
+    const k = Math.max(0, m.delivered - this.back);
+    const rec = r.sessions.get(r.welcome!.sessionId)!;
+    rec.pushes = rec.pushes.filter((s) => s <= k);
+    rec.floor = k;
+    m.delivered = k;
+    r.check(m);
+    return Promise.resolve();
+  }
+  toString = (): string => `Forget(${this.back})`;
 }
 
 class Kick implements Cmd {
@@ -356,18 +387,28 @@ describe('sessions, resume and exactly-once (model-based)', () => {
     fc.boolean().map((hold) => new Request(hold)),
     fc.constant(new Release()),
     fc.constant(new Ack()),
+    fc.integer({ min: 1, max: 8 }).map((back) => new Forget(back)),
     fc.constant(new Kick()),
     fc.constant(new Idle()),
+  ];
+  const pushes = (from: number, to: number): Cmd[] => range(from, to).map((n) => new Push(n));
+  // Pinned (issue 9): ACK 6 of 8, lose state back to 3 → gap, replay 7, 8; back to 6 → no gap;
+  // everything ACKed, back to 0 → gap with nothing to replay, then live pushes go on.
+  const pinned: Cmd[][] = [
+    [...pushes(1, 6), new Ack(), ...pushes(7, 8), new Drop(), new Forget(5), new Resume()],
+    [...pushes(1, 6), new Ack(), ...pushes(7, 8), new Drop(), new Forget(2), new Resume()],
+    [...pushes(1, 2), new Ack(), new Drop(), new Forget(2), new Resume(), new Push(3)],
   ];
   let run = 0;
   let longest = 0;
 
   for (const transport of ['tcp', 'ws'] as const) {
-    it(`should keep every session invariant under random commands over ${transport}`, async () => {
-      await fc.assert(
+    it(`should keep every session invariant under random commands over ${transport}`, async (t) => {
+      await assertProperty(
+        t,
         fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'large' }), async (cmds) => {
           const r = new Real(h, clock, `model-${transport}-${++run}`, transport, release);
-          const m: Model = { session: false, connected: false, pushSeq: 0, delivered: 0, acked: 0, kept: [], droppedMax: 0, nextReq: 1, pending: new Set(), queue: [] };
+          const m: Model = { session: false, connected: false, pushSeq: 0, delivered: 0, kept: [], nextReq: 1, pending: new Set(), queue: [] };
           // Every run starts logged in; the commands take it from there.
           await new Login().run(m, r);
           const list = [...cmds];
@@ -398,7 +439,7 @@ describe('sessions, resume and exactly-once (model-based)', () => {
             if (r.client && !r.client.isClosed) await r.client.destroy();
           }
         }),
-        { numRuns: RUNS, interruptAfterTimeLimit: 60_000 },
+        { ...RUNS, examples: pinned.map((cmds): [Cmd[]] => [cmds]) },
       );
     });
   }

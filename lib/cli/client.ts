@@ -383,7 +383,7 @@ class ClientSession {
   start(): Promise<number> {
     // Hot streams: subscribe before connect(). Each completes when the client closes.
     this.client.pushes$.subscribe((p) => this.onPush(p));
-    this.client.gap$.subscribe(() => this.out('* gap: reload state (pushes were dropped while detached)'));
+    this.client.gap$.subscribe(() => this.out('* gap: reload state (pushes after lastSeq were dropped or already acknowledged)'));
     this.client.events$.subscribe((e) => this.onEvent(e));
     this.client.state$.subscribe((s) => this.onState(s));
     // The outcome of a failed first login arrives as the `closed` event too.

@@ -298,7 +298,7 @@ export class GateClient {
   readonly pushes$: Observable<Push>;
   /** Current state; replays the latest to new subscribers. Completes after `closed`. */
   readonly state$: Observable<ClientState>;
-  /** A resume reported `gap: true`: some pushes were dropped, reload app state from the game. */
+  /** A resume reported `gap: true`: some pushes after lastSeq were dropped or already ACKed; reload app state from the game. */
   readonly gap$: Observable<void>;
   readonly events$: Observable<ClientEvent>;
 
