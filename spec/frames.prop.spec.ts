@@ -1,16 +1,18 @@
 /**
  * Properties of the frame codec (lib/frame.ts) and the incremental TCP decoder (lib/frameDecoder.ts),
- * CONTRACT §2.1. fast-check prints the seed and the shrunk counterexample on failure; replay one with
- * `fc.assert(..., { seed, path })`.
+ * CONTRACT §2.1. fast-check prints the seed and the shrunk counterexample on failure; replay one by
+ * adding `seed` and `path` to the property's options.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { assertProperty } from './helpers/props.js';
 import { GatewayError, type GatewayErrorCode } from '../lib/errors.js';
 import { FLAG_DEFLATE, FrameType, HEADER_BYTES, PREFIX_BYTES, encodeFrame, parseFrame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
 
-const numRuns = Number(process.env.FC_RUNS ?? 100);
+/** Runs of each property (spec/helpers/props.ts: FC_RUNS asks for more, within a time budget). */
+const RUNS = { runs: 100 };
 /** The largest --max-frame the properties pick: small, so "too large" is easy to reach. */
 const MAX_FRAME_CAP = 300;
 
@@ -137,8 +139,9 @@ const isCode = (e: unknown, code: GatewayErrorCode): boolean => e instanceof Gat
 // ---- properties ---------------------------------------------------------------------------------
 
 describe('frame codec', () => {
-  it('should round-trip any valid frame through encodeFrame/parseFrame (unprefixed)', () => {
-    fc.assert(
+  it('should round-trip any valid frame through encodeFrame/parseFrame (unprefixed)', async (t) => {
+    await assertProperty(
+      t,
       fc.property(
         maxFrameArb.chain((m) => fc.tuple(fc.constant(m), frameArb(m))),
         ([maxFrame, f]) => {
@@ -147,22 +150,23 @@ describe('frame codec', () => {
           assert.deepEqual(plain(parseFrame(bytes, maxFrame)), plain(f));
         },
       ),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should prefix a frame with its u32 length and otherwise encode it the same', () => {
-    fc.assert(
+  it('should prefix a frame with its u32 length and otherwise encode it the same', async (t) => {
+    await assertProperty(
+      t,
       fc.property(frameArb(MAX_FRAME_CAP), (f) => {
         const pre = encodeFrame(f, true);
         assert.equal(pre.readUInt32BE(0), HEADER_BYTES + f.body.length);
         assert.deepEqual(pre.subarray(PREFIX_BYTES), encodeFrame(f, false));
       }),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should make parseFrame throw only GatewayErrors with the right code on malformed messages', () => {
+  it('should make parseFrame throw only GatewayErrors with the right code on malformed messages', async (t) => {
     const malformed = maxFrameArb.chain((maxFrame) =>
       fc.oneof(
         fc.record({
@@ -189,29 +193,32 @@ describe('frame codec', () => {
         }),
       ).map((m) => ({ ...m, maxFrame })),
     );
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(malformed, ({ code, bytes, maxFrame }) => {
         assert.throws(() => parseFrame(bytes, maxFrame), (e) => isCode(e, code));
       }),
-      { numRuns },
+      RUNS,
     );
   });
 });
 
 describe('FrameDecoder', () => {
-  it('should decode valid frames split at arbitrary points to exactly the frames sent, in order', () => {
-    fc.assert(
+  it('should decode valid frames split at arbitrary points to exactly the frames sent, in order', async (t) => {
+    await assertProperty(
+      t,
       fc.property(framesArb(20), cutsArb, ({ maxFrame, frames }, cuts) => {
         const { frames: got, results } = decodeChunks(maxFrame, split(encodeAll(frames), cuts));
         assert.deepEqual(results.filter((r) => r !== null), []);
         assert.deepEqual(got.map(plain), frames.map(plain));
       }),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should return a frame lying within one chunk as a view of that chunk, and copy only split frames', () => {
-    fc.assert(
+  it('should return a frame lying within one chunk as a view of that chunk, and copy only split frames', async (t) => {
+    await assertProperty(
+      t,
       fc.property(framesArb(12), cutsArb, ({ maxFrame, frames }, cuts) => {
         const chunks = split(encodeAll(frames), cuts);
         // Where each frame starts and ends in the stream (prefix included).
@@ -239,11 +246,11 @@ describe('FrameDecoder', () => {
         }
         assert.equal(n, frames.length);
       }),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should reject malformed frames with the right code as soon as they can be judged, after emitting the frames before them, without throwing', () => {
+  it('should reject malformed frames with the right code as soon as they can be judged, after emitting the frames before them, without throwing', async (t) => {
     type Bad = { code: GatewayErrorCode; bytes: Buffer; judgeAfter: number };
     const badArb = (maxFrame: number): fc.Arbitrary<Bad> =>
       fc.oneof(
@@ -293,7 +300,8 @@ describe('FrameDecoder', () => {
         cuts: cutsArb,
       }),
     );
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(caseArb, ({ maxFrame, frames, bad, after, cuts }) => {
         const good = encodeAll(frames);
         const chunks = split(Buffer.concat([good, bad.bytes, after]), cuts);
@@ -312,11 +320,11 @@ describe('FrameDecoder', () => {
         assert.equal(d.push(encodeFrame(frames[0] ?? { type: 7, flags: 0, route: 0, seq: 1, body: Buffer.alloc(0) }, true), () => more++), first);
         assert.equal(more, 0);
       }),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should reject a huge length prefix as soon as its 4 bytes arrive, without buffering the body', () => {
+  it('should reject a huge length prefix as soon as its 4 bytes arrive, without buffering the body', async (t) => {
     const caseArb = framesArb(4).chain(({ maxFrame, frames }) =>
       fc.record({
         maxFrame: fc.constant(maxFrame),
@@ -325,7 +333,8 @@ describe('FrameDecoder', () => {
         cuts: cutsArb,
       }),
     );
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(caseArb, ({ maxFrame, frames, len, cuts }) => {
         const prefix = Buffer.alloc(PREFIX_BYTES);
         prefix.writeUInt32BE(len, 0);
@@ -347,11 +356,11 @@ describe('FrameDecoder', () => {
         assert.equal(d.bufferedBytes, PREFIX_BYTES);
         assert.equal(n, frames.length);
       }),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should never throw on arbitrary bytes, and agree with a whole-stream reference decoder', () => {
+  it('should never throw on arbitrary bytes, and agree with a whole-stream reference decoder', async (t) => {
     // Pieces that make streams more interesting than uniform noise: valid frames, short or huge
     // prefixes, bad headers and raw garbage, concatenated then split anywhere.
     const pieceArb = (maxFrame: number): fc.Arbitrary<Buffer> =>
@@ -368,7 +377,8 @@ describe('FrameDecoder', () => {
     const caseArb = maxFrameArb.chain((maxFrame) =>
       fc.record({ maxFrame: fc.constant(maxFrame), pieces: fc.array(pieceArb(maxFrame), { maxLength: 10 }), cuts: cutsArb }),
     );
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(caseArb, ({ maxFrame, pieces, cuts }) => {
         const stream = Buffer.concat(pieces);
         const { frames: got, results } = decodeChunks(maxFrame, split(stream, cuts));
@@ -383,12 +393,13 @@ describe('FrameDecoder', () => {
           assert.ok(results.slice(firstErr).every((r) => r === results[firstErr]));
         }
       }),
-      { numRuns },
+      RUNS,
     );
   });
 
-  it('should never throw on uniformly random chunks', () => {
-    fc.assert(
+  it('should never throw on uniformly random chunks', async (t) => {
+    await assertProperty(
+      t,
       fc.property(maxFrameArb, fc.array(bodyOf(64), { maxLength: 20 }), (maxFrame, chunks) => {
         const d = new FrameDecoder(maxFrame);
         for (const c of chunks) {
@@ -399,7 +410,7 @@ describe('FrameDecoder', () => {
           assert.ok(r === null || r instanceof GatewayError);
         }
       }),
-      { numRuns },
+      RUNS,
     );
   });
 });

@@ -4,14 +4,15 @@
  * protocol_error or a plain close) or keeps it usable, while a "canary" client logged in at the
  * start keeps getting RESPONSEs and nothing escapes as an unhandled rejection or exception.
  *
- * `npm run fuzz` runs this with FC_RUNS=5000; the default (50) keeps the file well under 30 s.
- * fast-check prints the seed and the shrunk counterexample on failure; replay one with
- * `fc.assert(..., { seed, path })`.
+ * `npm run fuzz` asks each property for FC_RUNS=5000 runs within its time budget; the default (50)
+ * keeps the file well under 30 s. fast-check prints the seed and the shrunk counterexample on
+ * failure; replay one by adding `seed` and `path` to the property's options.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
+import { assertProperty } from './helpers/props.js';
 import { GatewayError, type GatewayErrorCode } from '../lib/errors.js';
 import { FLAG_DEFLATE, FrameType, HEADER_BYTES, PREFIX_BYTES, encodeFrame, parseFrame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
@@ -20,7 +21,13 @@ import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { connectTcp, connectWs, describeFrame, json, type ByeBody, type TestClient } from './helpers/testClient.js';
 import { withTimeout } from './helpers/wait.js';
 
-const numRuns = Number(process.env.FC_RUNS ?? 50);
+/**
+ * Runs (spec/helpers/props.ts: FC_RUNS sets them, within a time budget): the parsers, being cheap,
+ * ask for 4× as many as the live gate. The default floor of 100 holds for both: on a busy 2-core
+ * machine the parsers run 20 000 in about 2 s, the live gate 5000 in 8 to 27 s.
+ */
+const PARSER_RUNS = { runs: 200, scale: 4 };
+const LIVE_RUNS = { runs: 50 };
 /** --max-frame of the live gate: small, so "too large" and deflate bombs are cheap to build. */
 const MAX_FRAME = 1024;
 /** ws `maxPayload` the gate sets (lib/streams/listeners.ts): past it ws itself closes with 1009. */
@@ -285,8 +292,9 @@ function feed(stream: Buffer, cuts: readonly number[], maxFrame: number): { fram
 const plain = (f: Frame): string => `${f.type}/${f.flags}/${f.route}/${f.seq}/${f.body.toString('hex')}`;
 
 describe('fuzz: decoder and wire parsers', () => {
-  it('should decode random bytes, in any chunking, to frames and at most one typed GatewayError', () => {
-    fc.assert(
+  it('should decode random bytes, in any chunking, to frames and at most one typed GatewayError', async (t) => {
+    await assertProperty(
+      t,
       fc.property(bytesArb(600), fc.array(fc.nat(), { maxLength: 20 }), fc.integer({ min: 0, max: 300 }), (stream, cuts, maxFrame) => {
         const got = feed(stream, cuts, maxFrame);
         const want = modelDecode(stream, maxFrame);
@@ -295,13 +303,14 @@ describe('fuzz: decoder and wire parsers', () => {
         assert.equal(got.error?.code ?? null, err?.error ?? null);
         if (!err) assert.equal(got.held, want.rest);
       }),
-      { numRuns: numRuns * 4, includeErrorInReport: true },
+      { ...PARSER_RUNS, includeErrorInReport: true },
     );
   });
 
-  it('should decode mutated valid streams: every frame before the damage intact, then a typed error or more frames', () => {
+  it('should decode mutated valid streams: every frame before the damage intact, then a typed error or more frames', async (t) => {
     const arb = fc.tuple(fc.array(frameArb, { minLength: 1, maxLength: 8 }), fc.array(mutationArb, { minLength: 1, maxLength: 3 }), fc.array(fc.nat(), { maxLength: 10 }));
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(arb, ([frames, mutations, cuts]) => {
         const stream = mutate(frames, mutations, true);
         const got = feed(stream, cuts, MAX_FRAME);
@@ -315,12 +324,13 @@ describe('fuzz: decoder and wire parsers', () => {
         }
         assert.deepEqual(got.frames.slice(0, intact).map(plain), frames.slice(0, intact).map(plain));
       }),
-      { numRuns: numRuns * 4, includeErrorInReport: true },
+      { ...PARSER_RUNS, includeErrorInReport: true },
     );
   });
 
-  it('should parse any WS message to a frame or a typed GatewayError', () => {
-    fc.assert(
+  it('should parse any WS message to a frame or a typed GatewayError', async (t) => {
+    await assertProperty(
+      t,
       fc.property(fc.oneof(bytesArb(100), wsMessageArb.map((m) => ('binary' in m ? m.binary : Buffer.from(m.text)))), (msg) => {
         try {
           const f = parseFrame(msg, MAX_FRAME);
@@ -329,12 +339,13 @@ describe('fuzz: decoder and wire parsers', () => {
           assert.ok(e instanceof GatewayError && FRAME_ERRORS.has(e.code), `parseFrame threw ${String(e)}`);
         }
       }),
-      { numRuns: numRuns * 4, includeErrorInReport: true },
+      { ...PARSER_RUNS, includeErrorInReport: true },
     );
   });
 
-  it('should parse any HELLO body to a Hello or GW_ERR_HELLO_MALFORMED', () => {
-    fc.assert(
+  it('should parse any HELLO body to a Hello or GW_ERR_HELLO_MALFORMED', async (t) => {
+    await assertProperty(
+      t,
       fc.property(fc.oneof(helloBodyArb, bytesArb(64), fc.jsonValue().map(json$)), (body) => {
         try {
           const h = parseHello(body);
@@ -344,12 +355,13 @@ describe('fuzz: decoder and wire parsers', () => {
           assert.ok(e instanceof GatewayError && e.code === 'GW_ERR_HELLO_MALFORMED', `parseHello threw ${String(e)}`);
         }
       }),
-      { numRuns: numRuns * 4, includeErrorInReport: true },
+      { ...PARSER_RUNS, includeErrorInReport: true },
     );
   });
 
-  it('should inflate any compressed body to at most --max-frame bytes or a typed GatewayError', () => {
-    fc.assert(
+  it('should inflate any compressed body to at most --max-frame bytes or a typed GatewayError', async (t) => {
+    await assertProperty(
+      t,
       fc.property(compressedBodyArb, fc.integer({ min: 64, max: MAX_FRAME }), (body, maxFrame) => {
         try {
           assert.ok(inboundBody({ type: FrameType.REQUEST, flags: FLAG_DEFLATE, route: 1, seq: 1, body }, maxFrame).length <= maxFrame);
@@ -357,7 +369,7 @@ describe('fuzz: decoder and wire parsers', () => {
           assert.ok(e instanceof GatewayError && (e.code === 'GW_ERR_FRAME_INFLATE' || e.code === 'GW_ERR_FRAME_TOO_LARGE'), `inboundBody threw ${String(e)}`);
         }
       }),
-      { numRuns: numRuns * 4, includeErrorInReport: true },
+      { ...PARSER_RUNS, includeErrorInReport: true },
     );
   });
 });
@@ -425,8 +437,9 @@ describe('fuzz: a live gate', () => {
     assert.deepEqual(escaped, []);
   }
 
-  it('should end or keep each fuzzed TCP link correctly and keep serving the canary', async () => {
-    await fc.assert(
+  it('should end or keep each fuzzed TCP link correctly and keep serving the canary', async (t) => {
+    await assertProperty(
+      t,
       fc.asyncProperty(tcpStreamArb, async (fuzz) => {
         cases++;
         const pad = completion(fuzz);
@@ -443,7 +456,7 @@ describe('fuzz: a live gate', () => {
         await canaryAnswers(`tcp case ${cases}`);
       }),
       {
-        numRuns,
+        ...LIVE_RUNS,
         examples: [
           [Buffer.from([0xff, 0xff, 0xff, 0xff])],
           [Buffer.from([0, 0, 0, 0])],
@@ -455,8 +468,9 @@ describe('fuzz: a live gate', () => {
     await settled();
   });
 
-  it('should end or keep each fuzzed WS link correctly and keep serving the canary', async () => {
-    await fc.assert(
+  it('should end or keep each fuzzed WS link correctly and keep serving the canary', async (t) => {
+    await assertProperty(
+      t,
       fc.asyncProperty(fc.array(wsMessageArb, { maxLength: 5 }), async (messages) => {
         cases++;
         const probe: WsMessage = { binary: encodeFrame({ type: FrameType.PING, flags: 0, route: 0, seq: PROBE_SEQ, body: Buffer.alloc(0) }, false) };
@@ -474,13 +488,14 @@ describe('fuzz: a live gate', () => {
         }
         await canaryAnswers(`ws case ${cases}`);
       }),
-      { numRuns, includeErrorInReport: true, examples: [[[{ text: '' }]], [[{ binary: Buffer.alloc(0) }]], [[{ binary: Buffer.alloc(WS_MAX_PAYLOAD + 1) }]]] },
+      { ...LIVE_RUNS, includeErrorInReport: true, examples: [[[{ text: '' }]], [[{ binary: Buffer.alloc(0) }]], [[{ binary: Buffer.alloc(WS_MAX_PAYLOAD + 1) }]]] },
     );
     await settled();
   });
 
-  it('should answer compressed REQUESTs of a logged-in client, or end only its link on a bad or oversized body', async () => {
-    await fc.assert(
+  it('should answer compressed REQUESTs of a logged-in client, or end only its link on a bad or oversized body', async (t) => {
+    await assertProperty(
+      t,
       fc.asyncProperty(fc.constantFrom<'tcp' | 'ws'>('tcp', 'ws'), fc.array(compressedBodyArb, { minLength: 1, maxLength: 4 }), async (transport, bodies) => {
         const n = ++cases;
         const c = transport === 'tcp' ? await connectTcp(h.tcpPort) : await connectWs(h.wsPort);
@@ -516,7 +531,7 @@ describe('fuzz: a live gate', () => {
         }
         await canaryAnswers(`compressed case ${n}`);
       }),
-      { numRuns, includeErrorInReport: true },
+      { ...LIVE_RUNS, includeErrorInReport: true },
     );
     await settled();
     const stats = await api(h, 'GET', '/v1/stats');

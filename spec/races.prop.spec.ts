@@ -6,12 +6,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { assertProperty } from './helpers/props.js';
 import { FrameType, type Frame } from '../lib/frame.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { ByeError, connectTcp, json, type TestClient, type WelcomeBody } from './helpers/testClient.js';
 import { waitFor } from './helpers/wait.js';
 
-const RUNS = Number(process.env.FC_RUNS ?? 10);
+/**
+ * Runs of each race (spec/helpers/props.ts: FC_RUNS asks for more, within a time budget). Floor:
+ * a fifth to a tenth of what `npm run fuzz` completes in the budget on a busy 2-core machine
+ * (1100 to 2600 runs in 30 s), so only a real slowdown trips it.
+ */
+const RUNS = { runs: 10, floor: 200 };
 const isPush = (f: Frame): boolean => f.type === FrameType.PUSH;
 
 describe('races (fc.scheduler)', () => {
@@ -43,8 +49,9 @@ describe('races (fc.scheduler)', () => {
     return { playerId, w };
   };
 
-  it('should deliver every push exactly once, in order, whatever order a resume and pushes race in', async () => {
-    await fc.assert(
+  it('should deliver every push exactly once, in order, whatever order a resume and pushes race in', async (t) => {
+    await assertProperty(
+      t,
       fc.asyncProperty(fc.scheduler(), fc.integer({ min: 1, max: 6 }), async (s, count) => {
         const { playerId, w } = await detachedPlayer();
         const b = await connectTcp(h.tcpPort);
@@ -66,12 +73,13 @@ describe('races (fc.scheduler)', () => {
         assert.equal(b.frames.filter(isPush).length, count, 'no push twice');
         await b.close();
       }),
-      { numRuns: RUNS },
+      RUNS,
     );
   });
 
-  it('should answer a request exactly once and call upstream once when its answer races a drop and a resume', async () => {
-    await fc.assert(
+  it('should answer a request exactly once and call upstream once when its answer races a drop and a resume', async (t) => {
+    await assertProperty(
+      t,
       fc.asyncProperty(fc.scheduler(), async (s) => {
         const playerId = `race-${++n}`;
         const a = await connectTcp(h.tcpPort);
@@ -108,12 +116,13 @@ describe('races (fc.scheduler)', () => {
         release.delete(id);
         await c.close();
       }),
-      { numRuns: RUNS },
+      RUNS,
     );
   });
 
-  it('should leave exactly one live session when a fresh login races a resume of the same player', async () => {
-    await fc.assert(
+  it('should leave exactly one live session when a fresh login races a resume of the same player', async (t) => {
+    await assertProperty(
+      t,
       fc.asyncProperty(fc.scheduler(), async (s) => {
         const { playerId, w } = await detachedPlayer();
         const fresh = await connectTcp(h.tcpPort);
@@ -144,7 +153,7 @@ describe('races (fc.scheduler)', () => {
         await liveClient.close();
         await api(h, 'POST', '/v1/kick', { playerId });
       }),
-      { numRuns: RUNS },
+      RUNS,
     );
   });
 });

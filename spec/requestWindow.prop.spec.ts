@@ -1,18 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { assertProperty } from './helpers/props.js';
 import { FrameType, frame } from '../lib/frame.js';
 import { RequestWindow } from '../lib/requestWindow.js';
 
-const runs = Number(process.env.FC_RUNS ?? 100);
+/** Runs of each property (spec/helpers/props.ts: FC_RUNS asks for more, within a time budget). */
+const RUNS = { runs: 100 };
 
 describe('RequestWindow', () => {
-  it('should run each seq at most once and answer repeats from memory (model check)', () => {
+  it('should run each seq at most once and answer repeats from memory (model check)', async (t) => {
     const op = fc.oneof(
       fc.record({ k: fc.constant('req' as const), seq: fc.integer({ min: 1, max: 60 }) }),
       fc.record({ k: fc.constant('done' as const), pick: fc.nat() }),
     );
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 200, size: 'max' }), (size, ops) => {
         const w = new RequestWindow(size);
         // Model: admitted seqs in order, with their answer (null while running).
@@ -46,11 +49,11 @@ describe('RequestWindow', () => {
           assert.ok(w.length <= size);
         }
       }),
-      { numRuns: runs },
+      RUNS,
     );
   });
 
-  it('should match a model under byte bounds, forgets and answers of any size (arena compaction)', () => {
+  it('should match a model under byte bounds, forgets and answers of any size (arena compaction)', async (t) => {
     type Entry = { seq: number; state: 'running' | 'done' | 'notrun'; answer: Buffer | null };
     const op = fc.oneof(
       // Mostly the next seqs, often a re-send of a recent one.
@@ -58,7 +61,8 @@ describe('RequestWindow', () => {
       fc.record({ k: fc.constant('done' as const), pick: fc.nat(), bytes: fc.integer({ min: 0, max: 300 }), error: fc.boolean(), route: fc.integer({ min: 0, max: 65535 }) }),
       fc.record({ k: fc.constant('forget' as const), pick: fc.nat() }),
     );
-    fc.assert(
+    await assertProperty(
+      t,
       fc.property(fc.integer({ min: 1, max: 8 }), fc.oneof(fc.constant(Infinity), fc.integer({ min: 1, max: 1500 })), fc.array(op, { minLength: 20, maxLength: 250, size: 'max' }), (size, maxBytes, ops) => {
         const w = new RequestWindow(size, maxBytes);
         const model: Entry[] = [];
@@ -117,7 +121,7 @@ describe('RequestWindow', () => {
           assert.equal(w.length, model.length);
         }
       }),
-      { numRuns: runs },
+      RUNS,
     );
   });
 
