@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
+import { onParentGone } from '../lib/parentWatch.js';
 
 const { values } = parseArgs({ options: { 'port-tcp': { type: 'string', default: '0' }, 'port-ws': { type: 'string', default: '0' }, 'port-api': { type: 'string', default: '0' } } });
 const MAX_FRAME = 256 * 1024;
@@ -133,3 +134,6 @@ process.stdout.write(`${JSON.stringify(addrs)}\n`);
 const stop = (): void => process.exit(0);
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+
+// Started by gate bench with an IPC channel: end with it, SIGKILL of the bench included.
+onParentGone(() => process.exit(0));

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { FrameType, encodeFrame, frame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
+import { onParentGone } from '../lib/parentWatch.js';
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, port: { type: 'string', default: '0' }, workers: { type: 'string', default: '256' } } });
 if (!values.backend) {
@@ -107,3 +108,6 @@ const stop = (): void => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+
+// Started by gate bench with an IPC channel: end with it, SIGKILL of the bench included.
+onParentGone(() => process.exit(0));

@@ -13,10 +13,10 @@ const concurrency = Number(process.argv[3] ?? 64);
 async function startBackend(): Promise<{ url: string; stop: () => void }> {
   const file = fileURLToPath(new URL('./trivialBackend.js', import.meta.url));
   // Pin the backend to core 1 when taskset exists; this process is pinned to core 0 by the caller.
-  const child = spawn('taskset', ['-c', '1', process.execPath, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('taskset', ['-c', '1', process.execPath, file], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.stdout.once('data', (d: Buffer) => resolve({ url: (JSON.parse(d.toString()) as { url: string }).url, stop: () => child.kill('SIGTERM') }));
+    child.stdout!.once('data', (d: Buffer) => resolve({ url: (JSON.parse(d.toString()) as { url: string }).url, stop: () => child.kill('SIGTERM') }));
   });
 }
 

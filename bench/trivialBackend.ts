@@ -1,6 +1,7 @@
 // A trivial keep-alive HTTP backend for benchmarks: answers every POST with its own body
 // (the /rpc echo) or 204. Run as a child process so it can be pinned to its own core.
 import { createServer } from 'node:http';
+import { onParentGone } from '../lib/parentWatch.js';
 
 const server = createServer((req, res) => {
   const chunks: Buffer[] = [];
@@ -22,3 +23,5 @@ server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}` })}\n`);
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
+// Started by gate bench with an IPC channel: end with it, SIGKILL of the bench included.
+onParentGone(() => process.exit(0));

@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { OPTIONS, buildConfig, readConfigFile, readEnv, type RawOptions } from '../lib/config.js';
 import { isGatewayError } from '../lib/errors.js';
+import { onParentGone } from '../lib/parentWatch.js';
 import { serve } from '../lib/serve.js';
 
 const USAGE = `usage:
@@ -54,16 +55,24 @@ async function serveCommand(argv: string[]): Promise<void> {
   // Signals during start-up are remembered and honoured once the gate is up (shutdown needs it started).
   let running: Awaited<ReturnType<typeof serve>> | null = null;
   let signals = 0;
+  let parentGone = false;
   const stop = (sig: string): void => {
     if (++signals > 1) die(1, `gate serve: second ${sig} during shutdown; exiting now`);
     if (!running) return;
-    running.shutdown().then(
+    // Nobody waits on a gate whose parent is gone (a bench or a test that died): short waits.
+    running.shutdown(parentGone ? { graceMs: PARENT_GONE_WAIT_MS, flushMs: PARENT_GONE_WAIT_MS } : undefined).then(
       () => process.exit(0),
       (e: unknown) => die(1, `gate serve: shutdown failed: ${(e as Error).message}`),
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Started by a benchmark or a test with an IPC channel: when that parent dies, shut down as on SIGTERM.
+  onParentGone(() => {
+    parentGone = true;
+    setTimeout(() => die(1, 'gate serve: parent gone and shutdown still running; exiting now'), PARENT_GONE_EXIT_MS).unref();
+    stop('parent gone');
+  });
   try {
     running = await serve(cfg);
   } catch (e) {
@@ -77,8 +86,16 @@ async function serveCommand(argv: string[]): Promise<void> {
   }
 }
 
+/** After the parent of a `gate serve` started with IPC is gone: the wait for requests and for events, ms. */
+const PARENT_GONE_WAIT_MS = 1_000;
+/** … and the most the whole shutdown may take before the process exits anyway, ms. */
+const PARENT_GONE_EXIT_MS = 10_000;
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
+  // Any other command started with an IPC channel ends with its parent; a bench's children
+  // then see their own channel close and end too.
+  if (command !== 'serve') onParentGone(() => process.exit(1));
   switch (command) {
     case 'serve':
       return serveCommand(rest);
@@ -87,8 +104,9 @@ async function main(): Promise<void> {
       process.exitCode = await (await import('../lib/cli/client.js')).runClientCommand(rest);
       return;
     case 'bench':
-      process.exitCode = await (await import('../lib/cli/bench.js')).runBenchCommand(rest);
-      return;
+      // Exit as soon as the run is over and its children are stopped: a stray timer or socket of
+      // a failed run must not keep a finished bench alive (stdout and stderr are synchronous on pipes and files).
+      return process.exit(await (await import('../lib/cli/bench.js')).runBenchCommand(rest));
     case 'demo-backend':
       return (await import('../lib/demo/demoBackend.js')).runDemoBackendCommand(rest);
     case undefined:

@@ -105,6 +105,12 @@ const GROUP_LINGER_MS = 1_000;
  * the request pool together, holds the sessions, and serves the push API's calls. This is
  * the edge where the pipelines are subscribed (see docs/architecture.md).
  */
+/** Shorter bounds than --shutdown-grace and the events flush, for a shutdown nobody waits on (the parent is gone). */
+export interface ShutdownBounds {
+  graceMs?: number;
+  flushMs?: number;
+}
+
 export class Gate {
   readonly metrics: Metrics;
   readonly store: SessionStore = new MemorySessionStore();
@@ -699,7 +705,9 @@ export class Gate {
    * requests get up to the grace period and their answers delivered; BYE shutdown to every
    * client; each session ends (`offline`, reason shutdown); events flushed; DELETE /gates.
    */
-  async shutdown(step: (name: string) => void = () => undefined): Promise<void> {
+  async shutdown(step: (name: string) => void = () => undefined, bounds: ShutdownBounds = {}): Promise<void> {
+    const graceMs = bounds.graceMs ?? this.cfg.shutdownGraceMs;
+    const flushMs = bounds.flushMs ?? this.cfg.eventsFlushMs;
     if (this.draining) return;
     const registered = this.registered;
     this.ready = false;
@@ -710,7 +718,7 @@ export class Gate {
     step('listeners closed');
     if (this.depth > 0) {
       const drained = await firstValueFrom(
-        merge(this.depthChanged.pipe(filter((d) => d === 0), map(() => true)), timer(this.cfg.shutdownGraceMs).pipe(map(() => false)), this.depth === 0 ? of(true) : NEVER),
+        merge(this.depthChanged.pipe(filter((d) => d === 0), map(() => true)), timer(graceMs).pipe(map(() => false)), this.depth === 0 ? of(true) : NEVER),
       );
       step(drained ? 'in-flight requests finished' : 'in-flight requests cut off after grace');
     } else step('no requests in flight');
@@ -718,7 +726,7 @@ export class Gate {
     step('sessions ended');
     // A gate that never finished starting never told the backend anything: nothing to flush or withdraw.
     if (this.events && registered) {
-      const ok = await this.events.flushed(this.cfg.eventsFlushMs);
+      const ok = await this.events.flushed(flushMs);
       step(ok ? 'events flushed' : `events not flushed (${this.events.length} left)`);
     }
     if (this.backend && registered) {

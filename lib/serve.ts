@@ -3,7 +3,7 @@ import pino, { type Logger } from 'pino';
 import type { GateConfig } from './config.js';
 import { GatewayError } from './errors.js';
 import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
-import { Gate, type GateDeps } from './gate.js';
+import { Gate, type GateDeps, type ShutdownBounds } from './gate.js';
 import { startApi, type ApiServer } from './streams/api.js';
 
 export interface RunningGate {
@@ -12,8 +12,8 @@ export interface RunningGate {
   /** The embedded demo backend, when no --upstream was given. */
   readonly demo: DemoBackend | null;
   readonly addresses: { tcp: string | null; ws: string | null; api: string };
-  /** Graceful shutdown (CONTRACT §5); resolves when everything is closed. */
-  shutdown(): Promise<void>;
+  /** Graceful shutdown (CONTRACT §5); resolves when everything is closed. `bounds` shorten its waits. */
+  shutdown(bounds?: ShutdownBounds): Promise<void>;
 }
 
 export function createLogger(level: string): Logger {
@@ -65,10 +65,10 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
     api: apiServer,
     demo,
     addresses,
-    shutdown: () =>
+    shutdown: (bounds?: ShutdownBounds) =>
       (closing ??= (async () => {
         log.info('shutdown started');
-        await gate.shutdown((step) => log.info({ step }, 'shutdown step'));
+        await gate.shutdown((step) => log.info({ step }, 'shutdown step'), bounds);
         await apiServer.close();
         await demo?.close();
         log.info('shutdown complete');

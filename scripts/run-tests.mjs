@@ -1,8 +1,21 @@
 // Runs the compiled tests with node's test runner: marbles/ and spec/ (unit, integration, properties).
-// `node scripts/run-tests.mjs props` runs only the property suites (with FC_RUNS from the environment).
+// `node scripts/run-tests.mjs props` runs only the property suites (with FC_RUNS from the environment);
+// `node scripts/run-tests.mjs <file>…` runs those files.
+//
+// This process is the runner (node:test's run(), TAP on stdout), not a parent of `node --test`:
+// started as `node --import ./scripts/exit-with-parent.mjs scripts/run-tests.mjs` (package.json), it
+// and every test file's process (which inherit its execArgv) end when their parent is gone, so a
+// killed `npm test` leaves nothing running; the gates the tests start follow through their IPC
+// channel (lib/parentWatch.ts). Node 20's `node --test` runs no --import preload in the runner itself.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { run } from 'node:test';
+import { tap } from 'node:test/reporters';
+
+/** Test files run at once: one per core of the 2-core machines we test on. */
+const CONCURRENCY = 2;
+/** Per test (node's default is none): a hung test fails with its name instead of hanging CI. */
+const TEST_TIMEOUT_MS = 120_000;
 
 const walk = (dir) =>
   readdirSync(dir).flatMap((n) => {
@@ -10,8 +23,15 @@ const walk = (dir) =>
     return statSync(p).isDirectory() ? (n === 'helpers' ? [] : walk(p)) : [p];
   });
 const only = process.argv[2];
-const files = ['dist/marbles', 'dist/spec']
-  .flatMap((d) => { try { return walk(d); } catch { return []; } })
+const given = process.argv.slice(2).filter((a) => /\.m?js$/.test(a));
+const files = given.length > 0 ? given : ['dist/marbles', 'dist/spec']
+  .flatMap((d) => {
+    try {
+      return walk(d);
+    } catch {
+      return [];
+    }
+  })
   .filter((f) => f.endsWith('.spec.js'))
   .filter((f) => (only === 'props' ? f.endsWith('.prop.spec.js') : true))
   .sort();
@@ -19,5 +39,8 @@ if (files.length === 0) {
   console.error('run-tests: no compiled tests found under dist/ (did tsc run?)');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+const stream = run({ files, concurrency: CONCURRENCY, timeout: TEST_TIMEOUT_MS });
+stream.on('test:fail', () => {
+  process.exitCode = 1;
+});
+stream.compose(tap).pipe(process.stdout);

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startDemoBackend, type DemoBackend } from '../lib/demo/demoBackend.js';
+import { GATE_BIN, childEnv } from './helpers/gateProcess.js';
 
 const WAIT_MS = 5_000;
 
@@ -335,11 +336,9 @@ describe('demo backend', () => {
 });
 
 describe('gate demo-backend command', () => {
-  const script = (args: string[]): ReturnType<typeof spawn> => {
-    const mod = new URL('../lib/demo/demoBackend.js', import.meta.url).href;
-    const code = `import { runDemoBackendCommand } from ${JSON.stringify(mod)}; await runDemoBackendCommand(process.argv.slice(1));`;
-    return spawn(process.execPath, ['--input-type=module', '-e', code, '--', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  };
+  // Through the CLI, with an IPC channel: the command ends with this process however it ends.
+  const script = (args: string[]): ReturnType<typeof spawn> =>
+    spawn(process.execPath, [GATE_BIN, 'demo-backend', ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: childEnv({}) });
 
   const finish = (child: ReturnType<typeof spawn>): Promise<{ code: number | null; stdout: string; stderr: string }> =>
     new Promise((resolve, reject) => {

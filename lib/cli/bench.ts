@@ -32,6 +32,8 @@ export type { RequestResult, PushResult, MemoryResult, ChurnResult };
 
 /** Longest --duration accepted: every run is bounded. */
 const MAX_DURATION_MS = 10 * 60_000;
+/** Cap on a run of fixed work (--requests, --pushes) when --duration is not given. */
+const WORK_CAP_MS = 2 * 60_000;
 /** Most --cycles accepted (churn): each is bounded by CYCLE_TIMEOUT_MS, so the run is too. */
 const MAX_CYCLES = 1_000_000;
 
@@ -60,7 +62,9 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--inflight <n>', 'request: requests in flight per connection (closed loop)').default('16'))
     .addOption(new Option('--rate <n>', 'request: open loop at this many requests/s in total (0 = closed loop)').default('0'))
     .addOption(new Option('--size <bytes>', 'request: body size; push: about this many bytes per push'))
-    .addOption(new Option('--duration <d>', 'measured time (after --warmup)').default('10s'))
+    .addOption(new Option('--duration <d>', `measured time (after --warmup); with --requests or --pushes, a cap (default ${WORK_CAP_MS / 60_000} min)`).default('10s'))
+    .addOption(new Option('--requests <n>', 'request: a fixed amount of work: stop after this many answers instead of after --duration'))
+    .addOption(new Option('--pushes <n>', 'push: a fixed amount of work: stop after this many pushes received instead of after --duration'))
     .addOption(new Option('--warmup <d>', 'traffic before measuring starts').default('500ms'))
     .addOption(new Option('--route <n>', 'route (5 = echo in the demo game; the trivial backend echoes every route)').default('5'))
     .addOption(new Option('--batch <n>', 'push: messages per /v1/push/batch').default('1000'))
@@ -82,6 +86,8 @@ function buildCommand(io: Io): Command {
 }
 
 type Opts = Record<string, string | boolean | undefined>;
+
+const rateGiven = (v: Opts): boolean => v.rate !== undefined && String(v.rate) !== '0';
 
 function oneOf<T extends string>(flag: string, v: unknown, allowed: readonly T[]): T {
   if (!allowed.includes(v as T)) throw new UsageError(`--${flag}: "${String(v)}" is not one of ${allowed.join(', ')}`);
@@ -124,7 +130,10 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     const json = v.json === true;
     const progress = io.stderr.isTTY === true && !json;
     const log = (s: string): void => void io.stderr.write(s);
-    const durationMs = parseDuration('duration', String(v.duration), 100);
+    const requests = v.requests === undefined ? null : parseInt10('requests', String(v.requests), 1);
+    const pushes = v.pushes === undefined ? null : parseInt10('pushes', String(v.pushes), 1);
+    const fixedWork = requests !== null || pushes !== null;
+    const durationMs = fixedWork && cmd.getOptionValueSource('duration') !== 'cli' ? WORK_CAP_MS : parseDuration('duration', String(v.duration), 100);
     const warmupMs = parseDuration('warmup', String(v.warmup), 0);
     if (durationMs > MAX_DURATION_MS) throw new UsageError(`--duration: at most ${MAX_DURATION_MS / 60_000} minutes`);
     if (warmupMs > 60_000) throw new UsageError('--warmup: at most 1 minute');
@@ -156,6 +165,9 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     }
 
     const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory', 'churn'] as const);
+    if (requests !== null && scenario !== 'request') throw new UsageError(`--requests: only for --scenario request, not ${scenario}`);
+    if (pushes !== null && scenario !== 'push') throw new UsageError(`--pushes: only for --scenario push, not ${scenario}`);
+    if (requests !== null && rateGiven(v)) throw new UsageError('--requests: a closed-loop count; an open loop (--rate) runs for --duration');
     const transport = oneOf('transport', v.transport, ['tcp', 'ws'] as const);
     const backendKind = oneOf('backend', v.backend, ['demo', 'trivial'] as const);
     const via = oneOf('via', v.via, ['batch', 'broadcast'] as const);
@@ -215,7 +227,7 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     let rows: [string, string][];
     let result: RequestResult | PushResult | MemoryResult | ChurnResult;
     if (scenario === 'request') {
-      const r = await runRequest({ transport, at, connections, inflight, rate, bodyBytes: size, route, durationMs, warmupMs, verify: v.verify === true, progress, log, serverPid });
+      const r = await runRequest({ transport, at, connections, inflight, rate, bodyBytes: size, route, durationMs, requests, warmupMs, verify: v.verify === true, progress, log, serverPid });
       result = r;
       rows = requestRows(r);
       ok = requestOk(r);
@@ -231,6 +243,7 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
         bodyBytes: size,
         route,
         durationMs,
+        pushes,
         warmupMs,
         apiInflight,
         verify: v.verify === true,

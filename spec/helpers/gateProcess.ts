@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { RUN_MARKER_ENV } from '../../lib/parentWatch.js';
 
 /** The compiled CLI, relative to this compiled helper (dist/spec/helpers → dist/bin). */
 export const GATE_BIN = fileURLToPath(new URL('../../bin/gate.js', import.meta.url));
@@ -31,17 +32,23 @@ export interface GateProcess {
   kill(): Promise<void>;
 }
 
-/** The environment without any GATE_* variable of the test runner's, plus `env`. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+/**
+ * The environment without any GATE_* variable of the test runner's, plus `env`. The run marker
+ * stays: scripts/stress-tests.sh sets it to find any process a round left behind.
+ */
+export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATE_')) out[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATE_') || k === RUN_MARKER_ENV) out[k] = v;
   return { ...out, ...env };
 }
 
 /** `wrap`: a command that runs node (e.g. `['taskset', '-c', '0']`); its exec keeps the pid node's. */
 export function spawnGate(args: string[], env: Record<string, string> = {}, wrap: string[] = []): GateProcess {
   const argv = [...wrap, process.execPath, GATE_BIN, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  // The IPC channel ends the child with this process, even when a SIGKILL gives no time for kill() (lib/parentWatch.ts).
+  const child = spawn(argv[0]!, argv.slice(1), { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const stdout = child.stdout!; // piped above ('ipc' in the tuple loses spawn's typing)
+  const stderr = child.stderr!;
   const lines: string[] = [];
   let partial = '';
   let err = '';
@@ -50,15 +57,15 @@ export function spawnGate(args: string[], env: Record<string, string> = {}, wrap
   const changed = (): void => {
     for (const l of [...listeners]) l();
   };
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (s: string) => {
+  stdout.setEncoding('utf8');
+  stdout.on('data', (s: string) => {
     const parts = (partial + s).split('\n');
     partial = parts.pop()!;
     lines.push(...parts);
     changed();
   });
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (s: string) => (err += s));
+  stderr.setEncoding('utf8');
+  stderr.on('data', (s: string) => (err += s));
   const exited = new Promise<Exit>((resolve) =>
     child.once('close', (code, signal) => {
       if (partial) lines.push(partial);

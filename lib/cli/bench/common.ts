@@ -1,12 +1,14 @@
 // Shared pieces of `gate bench`: child processes (gate, trivial backend, baselines) with CPU
 // pinning, benchmark clients over TCP and WebSocket, latency summaries, the progress line.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type RecordableHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../../frame.js';
+import { RUN_MARKER_ENV } from '../../parentWatch.js';
 
 /** Client sockets are spread over these source addresses: one address runs out of ports near 10,000 connections. */
 export const SOURCE_ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'] as const;
@@ -19,6 +21,12 @@ const START_TIMEOUT_MS = 15_000;
 /** Most a child gets to exit after SIGTERM before SIGKILL. */
 const STOP_TIMEOUT_MS = 3_000;
 
+/**
+ * This run's marker, set on every child as GATE_BENCH_RUN: inherited when a parent (a test) set
+ * it, so whoever started the bench can find every process of the run in /proc.
+ */
+export const RUN_ID = process.env[RUN_MARKER_ENV] || `${process.pid}-${randomBytes(4).toString('hex')}`;
+
 export type Transport = 'tcp' | 'ws';
 export interface HostPort {
   host: string;
@@ -26,6 +34,33 @@ export interface HostPort {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A measured phase: `start(ms)` begins it, and it ends after `ms` or as soon as `end()` is called,
+ * whichever comes first (a run of fixed work, --requests or --pushes, ends when the work is done,
+ * the time only a cap). Ended before it started, it never arms its timer.
+ */
+export class MeasuredPhase {
+  readonly ended: Promise<void>;
+  private resolve: () => void = () => undefined;
+  private timer: NodeJS.Timeout | null = null;
+  private over = false;
+
+  constructor() {
+    this.ended = new Promise<void>((r) => (this.resolve = r));
+  }
+
+  start(ms: number): void {
+    if (!this.over) this.timer = setTimeout(() => this.end(), ms);
+  }
+
+  end(): void {
+    if (this.over) return;
+    this.over = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.resolve();
+  }
+}
 
 /** Soft limit on open files of this process (children inherit it); 20000 when unreadable. */
 export function openFileLimit(): number {
@@ -110,10 +145,13 @@ export function spawnChild(name: string, script: string, args: string[], o: Spaw
   const cmd = useTaskset ? 'taskset' : process.execPath;
   const argv = useTaskset ? ['-c', o.cpu!, process.execPath, ...nodeArgs] : nodeArgs;
   // taskset execs node: the pid is node's, so /proc/<pid>/status is the server's memory.
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The IPC channel is how the child notices this process is gone, however it ended (lib/parentWatch.ts).
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, [RUN_MARKER_ENV]: RUN_ID } });
+  const stdout = child.stdout!; // piped above ('ipc' in the tuple loses spawn's typing)
+  const stderr = child.stderr!;
   const probes: Record<string, number>[] = [];
   let errBuf = '';
-  child.stderr.on('data', (d: Buffer) => {
+  stderr.on('data', (d: Buffer) => {
     errBuf += d.toString();
     for (let i = errBuf.indexOf('\n'); i >= 0; i = errBuf.indexOf('\n')) {
       const line = errBuf.slice(0, i);
@@ -170,13 +208,13 @@ export function spawnChild(name: string, script: string, args: string[], o: Spaw
         if (ready(j)) {
           done = true;
           clearTimeout(timer);
-          child.stdout.off('data', onData);
-          child.stdout.resume(); // keep draining the logs so the child never blocks on a full pipe
+          stdout.off('data', onData);
+          stdout.resume(); // keep draining the logs so the child never blocks on a full pipe
           resolve({ name, child, pid: child.pid, info: j, probes, stop });
         }
       }
     };
-    child.stdout.on('data', onData);
+    stdout.on('data', onData);
   });
 }
 
@@ -248,6 +286,8 @@ export interface BenchClient {
   sendMany(fs: Frame[]): void;
   close(): void;
   onFrame: (f: Frame) => void;
+  /** Called once when the link closes after login (the server went away, or close()). */
+  onClose: () => void;
   /** Set when the link closed or failed after login. */
   closed: boolean;
 }
@@ -330,6 +370,7 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
         index,
         playerId,
         onFrame: () => undefined,
+        onClose: () => undefined,
         closed: false,
         send: (f) => void socket.write(encodeFrame(f, true)),
         sendMany: (fs) => {
@@ -341,6 +382,7 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
       socket.on('error', (e) => fail(e));
       socket.on('close', () => {
         client.closed = true;
+        if (welcomed) client.onClose();
         fail(new Error(`client ${index}: closed before WELCOME`));
       });
       socket.once('connect', () => socket.write(encodeFrame(hello, true)));
@@ -352,6 +394,7 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
         index,
         playerId,
         onFrame: () => undefined,
+        onClose: () => undefined,
         closed: false,
         send: (f) => ws.send(encodeFrame(f, false)),
         sendMany: (fs) => {
@@ -362,6 +405,7 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
       ws.on('error', (e) => fail(e));
       ws.on('close', () => {
         client.closed = true;
+        if (welcomed) client.onClose();
         fail(new Error(`client ${index}: closed before WELCOME`));
       });
       ws.on('message', (data: Buffer, isBinary: boolean) => {

@@ -6,7 +6,7 @@
 import { createHistogram } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { FrameType, frame, type Frame } from '../../frame.js';
-import { connectMany, latencyOf, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
+import { connectMany, latencyOf, MeasuredPhase, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
 
 export interface PushRunOptions {
   transport: Transport;
@@ -20,6 +20,8 @@ export interface PushRunOptions {
   bodyBytes: number;
   route: number;
   durationMs: number;
+  /** Fixed work: the measured phase ends after this many PUSH frames received (durationMs is then a cap); null = timed. */
+  pushes: number | null;
   warmupMs: number;
   /** HTTP requests in flight to the push API. */
   apiInflight: number;
@@ -37,6 +39,8 @@ export interface PushResult {
   batch: number;
   bodyBytes: number;
   seconds: number;
+  /** --pushes given: the pushes the run had to count (it ended short of them if `pushes` is less). */
+  targetPushes: number | null;
   /** PUSH frames received in the measured window. */
   pushes: number;
   rate: number;
@@ -70,6 +74,7 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
   let duplicates = 0;
   let outOfOrder = 0;
   const now = (): number => performance.now();
+  const phase = new MeasuredPhase();
 
   const clients = await connectMany(o.transport, o.at, o.clients);
   const states: PushClient[] = clients.map((c) => ({ c, last: 0, acked: 0, expected: 0 }));
@@ -83,7 +88,11 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
       s.last = f.seq;
     }
     if (counting) {
-      received++;
+      if (++received === o.pushes) {
+        counting = false; // exactly --pushes counted; what is still on its way only drains
+        running = false;
+        phase.end();
+      }
       // The body is the JSON text of the data: a number, or a string starting with the number.
       const t = parseFloat(f.body.toString('latin1', f.body[0] === 0x22 ? 1 : 0, Math.min(f.body.length, 24)));
       if (t > 0) hist.record(Math.max(1, Math.round((now() - t) * 1e6)));
@@ -93,6 +102,12 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
       s.c.send(frame(FrameType.ACK, s.last));
     }
   };
+  // A link the server closes mid-run ends the measured phase (it counts as disconnected below).
+  let closing = false;
+  for (const s of states)
+    s.c.onClose = () => {
+      if (!closing) phase.end();
+    };
   for (const s of states)
     s.c.onFrame = (f) => {
       if (f.type === FrameType.PUSH) onPush(s, f);
@@ -162,10 +177,12 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
   sendersDone.catch((e: unknown) => {
     senderError.e = e as Error;
     running = false;
+    phase.end();
   });
 
   await sleep(o.warmupMs);
   hist.reset();
+  phase.start(o.durationMs);
   counting = true;
   const t0 = now();
   let lastReceived = 0;
@@ -175,7 +192,7 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
     const l = latencyOf(hist);
     return `push/${o.transport} via ${o.via}  ${r.toLocaleString('en-US')} pushes/s  p50 ${l.p50} ms  p99 ${l.p99} ms  errors ${apiErrors}`;
   });
-  await sleep(o.durationMs);
+  await phase.ended;
   const seconds = (now() - t0) / 1000;
   const pushes = received;
   const calls = apiCalls;
@@ -192,6 +209,7 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
   while (states.some((s) => s.last < s.expected && !s.c.closed) && Date.now() < deadline) await sleep(20);
   let lost = 0;
   let disconnected = 0;
+  closing = true;
   for (const s of states) {
     if (s.last < s.expected) lost += s.expected - s.last;
     if (s.c.closed) disconnected++;
@@ -206,6 +224,7 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
     batch: o.via === 'batch' ? o.batch : o.clients,
     bodyBytes: o.bodyBytes,
     seconds: Math.round(seconds * 100) / 100,
+    targetPushes: o.pushes,
     pushes,
     rate: Math.round(pushes / seconds),
     apiCallsPerSecond: Math.round((calls / seconds) * 10) / 10,
@@ -218,7 +237,7 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
 }
 
 export function pushOk(r: PushResult): boolean {
-  return r.apiErrors === 0 && (!r.verify || (r.verify.lost === 0 && r.verify.duplicates === 0 && r.verify.outOfOrder === 0 && r.verify.disconnected === 0));
+  return r.apiErrors === 0 && (r.targetPushes === null || r.pushes === r.targetPushes) && (!r.verify || (r.verify.lost === 0 && r.verify.duplicates === 0 && r.verify.outOfOrder === 0 && r.verify.disconnected === 0));
 }
 
 export function pushRows(r: PushResult): [string, string][] {
@@ -227,7 +246,7 @@ export function pushRows(r: PushResult): [string, string][] {
     ['clients, pushes per call', `${r.clients}, ${r.batch}`],
     ['body', `${r.bodyBytes} B`],
     ['duration', `${r.seconds} s`],
-    ['pushes received', r.pushes.toLocaleString('en-US')],
+    ['pushes received', `${r.pushes.toLocaleString('en-US')}${r.targetPushes === null ? '' : ` of ${r.targetPushes.toLocaleString('en-US')} asked`}`],
     ['throughput', `${r.rate.toLocaleString('en-US')} pushes/s (${r.apiCallsPerSecond} API calls/s)`],
     ['delivery latency p50 / p90 / p99', `${r.latencyMs.p50} / ${r.latencyMs.p90} / ${r.latencyMs.p99} ms`],
     ['API errors, buffered', `${r.apiErrors}, ${r.buffered}`],

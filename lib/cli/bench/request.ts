@@ -2,7 +2,7 @@
 // keeps `inflight` outstanding) or open loop (`rate` requests/s in total, whatever the answers do).
 import { createHistogram } from 'node:perf_hooks';
 import { FrameType, frame, type Frame } from '../../frame.js';
-import { connectMany, latencyOf, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
+import { connectMany, latencyOf, MeasuredPhase, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
 
 export interface RequestRunOptions {
   transport: Transport;
@@ -15,6 +15,8 @@ export interface RequestRunOptions {
   bodyBytes: number;
   route: number;
   durationMs: number;
+  /** Fixed work: the measured phase ends after this many answers (durationMs is then a cap); null = timed. */
+  requests: number | null;
   /** Traffic runs this long before counting starts (sockets, JIT and pools warm). */
   warmupMs: number;
   verify: boolean;
@@ -34,6 +36,8 @@ export interface RequestResult {
   bodyBytes: number;
   route: number;
   seconds: number;
+  /** --requests given: the answers the run had to count (it ended short of them if `requests` is less). */
+  targetRequests: number | null;
   requests: number;
   rate: number;
   errors: number;
@@ -74,6 +78,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
   let skipped = 0;
   const errorCodes: Record<string, number> = {};
   const now = (): number => performance.now();
+  const phase = new MeasuredPhase();
 
   const send = (s: ClientState): void => {
     const seq = s.nextSeq++;
@@ -91,7 +96,10 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
     s.nextAnswer = f.seq + 1;
     if (counting && t0 >= countFrom) {
       hist.record(Math.max(1, Math.round((now() - t0) * 1e6)));
-      done++;
+      if (++done === o.requests) {
+        counting = false; // exactly --requests counted; the rest in flight only drain
+        phase.end();
+      }
     }
     if (f.type === FrameType.ERROR) {
       errors++;
@@ -108,6 +116,16 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
 
   const clients = await connectMany(o.transport, o.at, o.connections);
   const states: ClientState[] = clients.map((c) => ({ c, nextSeq: 1, nextAnswer: 1, sentAt: new Map() }));
+  // A link the server closes mid-run ends the run: its answers would never come, and a run of
+  // fixed work would wait for them until the cap.
+  let closing = false;
+  let dropped = 0;
+  for (const s of states)
+    s.c.onClose = () => {
+      if (closing) return;
+      dropped++;
+      phase.end();
+    };
   for (const s of states)
     s.c.onFrame = (f) => {
       if (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR) onAnswer(s, f);
@@ -138,6 +156,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
 
   await sleep(o.warmupMs);
   hist.reset();
+  phase.start(o.durationMs);
   counting = true;
   const t0 = now();
   countFrom = t0;
@@ -148,7 +167,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
     const l = latencyOf(hist);
     return `request/${o.transport}  ${r.toLocaleString('en-US')} req/s  p50 ${l.p50} ms  p99 ${l.p99} ms  errors ${errors}`;
   });
-  await sleep(o.durationMs);
+  await phase.ended;
   const seconds = (now() - t0) / 1000;
   const requests = done;
   const latencyMs = latencyOf(hist);
@@ -161,7 +180,9 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
   const deadline = Date.now() + DRAIN_MS;
   while (states.some((s) => s.sentAt.size > 0) && Date.now() < deadline) await sleep(20);
   const lost = states.reduce((n, s) => n + s.sentAt.size, 0);
+  closing = true;
   for (const s of states) s.c.close();
+  if (dropped > 0) throw new Error(`${dropped} of ${states.length} connections closed by the server during the run`);
   return {
     scenario: 'request',
     transport: o.transport,
@@ -172,6 +193,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
     bodyBytes: o.bodyBytes,
     route: o.route,
     seconds: Math.round(seconds * 100) / 100,
+    targetRequests: o.requests,
     requests,
     rate: Math.round(requests / seconds),
     errors,
@@ -184,7 +206,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
 }
 
 export function requestOk(r: RequestResult): boolean {
-  return r.errors === 0 && (!r.verify || (r.verify.lost === 0 && r.verify.duplicates === 0 && r.verify.outOfOrder === 0 && r.verify.badBodies === 0));
+  return r.errors === 0 && (r.targetRequests === null || r.requests === r.targetRequests) && (!r.verify || (r.verify.lost === 0 && r.verify.duplicates === 0 && r.verify.outOfOrder === 0 && r.verify.badBodies === 0));
 }
 
 export function requestRows(r: RequestResult): [string, string][] {
@@ -193,7 +215,7 @@ export function requestRows(r: RequestResult): [string, string][] {
     [r.mode === 'closed' ? 'connections × in flight' : 'connections, target rate', r.mode === 'closed' ? `${r.connections} × ${r.inflight}` : `${r.connections}, ${r.targetRate} req/s`],
     ['body, route', `${r.bodyBytes} B, ${r.route}`],
     ['duration', `${r.seconds} s`],
-    ['requests', r.requests.toLocaleString('en-US')],
+    ['requests', `${r.requests.toLocaleString('en-US')}${r.targetRequests === null ? '' : ` of ${r.targetRequests.toLocaleString('en-US')} asked`}`],
     ['throughput', `${r.rate.toLocaleString('en-US')} req/s`],
     ['latency p50 / p90 / p99 / p99.9', `${r.latencyMs.p50} / ${r.latencyMs.p90} / ${r.latencyMs.p99} / ${r.latencyMs.p999} ms`],
     ['latency max', `${r.latencyMs.max} ms`],
