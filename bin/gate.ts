@@ -3,7 +3,6 @@ import { Command, CommanderError, Option } from 'commander';
 import { OPTIONS, buildConfig, readConfigFile, readEnv, type RawOptions } from '../lib/config.js';
 import { isGatewayError } from '../lib/errors.js';
 import { onParentGone } from '../lib/parentWatch.js';
-import { serve } from '../lib/serve.js';
 
 const USAGE = `usage:
   gate serve [options]          run a gate (gate serve --help lists the options)
@@ -53,6 +52,8 @@ async function serveCommand(argv: string[]): Promise<void> {
     throw e;
   }
   // Signals during start-up are remembered and honoured once the gate is up (shutdown needs it started).
+  // Loaded once the options are valid: a bad option is refused without loading the gate (fastify, got, ws…).
+  const { serve } = await import('../lib/serve.js');
   let running: Awaited<ReturnType<typeof serve>> | null = null;
   let signals = 0;
   let parentGone = false;

@@ -6,15 +6,26 @@ import { QuietWatch } from '../lib/ops/idleTimeout.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('CoarseScheduler', () => {
-  it('should run work no earlier than its delay and at most one resolution late', async () => {
+  it('should run work no earlier than its delay and at most one resolution late (past what the event loop lost)', async () => {
     const s = new CoarseScheduler(20);
+    // The machine's share of the lateness: a plain timer chain records how late the loop ran
+    // meanwhile, so a busy machine widens the bound instead of failing the test.
+    let loopLag = 0;
+    let last = Date.now();
+    const probe = setInterval(() => {
+      const now = Date.now();
+      loopLag = Math.max(loopLag, now - last - 5);
+      last = now;
+    }, 5);
+    after(() => clearInterval(probe));
     const t0 = Date.now();
     const fired: number[] = [];
     for (const d of [0, 5, 30, 55]) s.schedule(() => fired.push(Date.now() - t0 - d), d);
-    await waitFor('all four fired', () => fired.length === 4, 2_000);
+    await waitFor('all four fired', () => fired.length === 4, 5_000);
+    clearInterval(probe);
     for (const late of fired) {
       assert.ok(late >= 0, `fired ${late} ms early`);
-      assert.ok(late < 20 + 40, `fired ${late} ms late`); // resolution plus event-loop slack
+      assert.ok(late <= 20 + loopLag + 5, `fired ${late} ms late: more than one 20 ms resolution past the loop's own lag of ${loopLag} ms`);
     }
   });
 

@@ -18,8 +18,6 @@ import { ByeError, connectTcp, connectWs, describeFrame, json, type TestClient }
 const EXIT_MS = 10_000;
 /** --upstream-timeout for the backend tests, ms. */
 const UPSTREAM_TIMEOUT_MS = 1_000;
-/** A healthy player's round trip must stay under this while another player's calls are stuck, ms. */
-const PROMPT_MS = 400;
 /** Slack over --upstream-timeout (plus retry backoff) for a stuck call's ERROR to arrive, ms. */
 const SLACK_MS = 2_500;
 /** --max-frame for the backend tests; the "oversized" reply is bigger. */
@@ -139,10 +137,12 @@ async function answer(c: TestClient, seq: number, since: number, timeoutMs: numb
 const errorCode = (f: Frame): { code: string; status?: number } => json(f) as { code: string; status?: number };
 
 /**
- * Player A sends `stuck` requests to the bad route; while they are outstanding, player B makes
- * `rounds` round trips to the good route, each of which must come back within PROMPT_MS. Then
- * every one of A's requests must have ended in the expected ERROR within its bound, and A itself
- * must be answered again on the good route.
+ * Player A sends `stuck` requests to the bad route; player B makes `rounds` round trips to the
+ * good route. Where A's calls hang until --upstream-timeout (`expectA.atLeastMs`), every one of
+ * B's answers must come while A's first call is still outstanding: B never waits behind A. (No
+ * wall-clock bound on B: the order of events is the claim, whatever the machine's speed.) Then
+ * every one of A's requests must have ended in the expected ERROR, and A itself must be answered
+ * again on the good route.
  */
 async function playersApart(
   t: TestContext,
@@ -160,14 +160,15 @@ async function playersApart(
   for (let i = 1; i <= stuck; i++) a.request(BAD_ROUTE, i, { a: i });
   const aAnswers = Array.from({ length: stuck }, (_, i) => answer(a, i + 1, sentAt, stuck * (UPSTREAM_TIMEOUT_MS + SLACK_MS)));
   for (const p of aAnswers) void p.catch(() => undefined); // awaited below; B's failures are reported first
+  let aFirstDone = false;
+  void aAnswers[0]!.then(() => (aFirstDone = true), () => undefined);
 
   for (let i = 1; i <= rounds; i++) {
-    const since = Date.now();
     b.request(GOOD_ROUTE, i, { b: i });
-    const { f, ms } = await answer(b, i, since, UPSTREAM_TIMEOUT_MS);
+    const { f } = await answer(b, i, Date.now(), stuck * (UPSTREAM_TIMEOUT_MS + SLACK_MS));
     assert.equal(f.type, FrameType.RESPONSE, `player B's request #${i}: ${describeFrame(f)}`);
     assert.deepEqual(json(f), { b: i });
-    assert.ok(ms < PROMPT_MS, `player B's request #${i} took ${ms}ms while player A's calls were stuck (limit ${PROMPT_MS}ms)`);
+    if (expectA.atLeastMs !== undefined) assert.equal(aFirstDone, false, `player B's request #${i} was answered only after player A's stuck call ended`);
   }
 
   let prev = 0;
@@ -183,11 +184,9 @@ async function playersApart(
     prev = ms;
   }
 
-  const since = Date.now();
   a.request(GOOD_ROUTE, stuck + 1, { again: true });
-  const { f, ms } = await answer(a, stuck + 1, since, UPSTREAM_TIMEOUT_MS);
+  const { f } = await answer(a, stuck + 1, Date.now(), UPSTREAM_TIMEOUT_MS + SLACK_MS);
   assert.equal(f.type, FrameType.RESPONSE, `player A on the good route afterwards: ${describeFrame(f)}`);
-  assert.ok(ms < PROMPT_MS, `player A's good request took ${ms}ms`);
 }
 
 describe('process: a misbehaving backend route', () => {
@@ -252,9 +251,8 @@ describe('process: a backend that is not there or not HTTP', () => {
       for (const seq of [1, 2, 3]) {
         const { f, ms } = await answer(c, seq, since, 3 * (UPSTREAM_TIMEOUT_MS + SLACK_MS));
         assert.equal(f.type, FrameType.ERROR, `player ${i} request #${seq}: ${describeFrame(f)}`);
-        assert.equal(errorCode(f).code, 'UPSTREAM_UNAVAILABLE', `player ${i} request #${seq}: ${JSON.stringify(errorCode(f))}`);
-        // Three calls one after another, each with its retries (backoff under 1 s): never a timeout's worth.
-        assert.ok(ms < 3 * UPSTREAM_TIMEOUT_MS, `player ${i} request #${seq} answered after ${ms}ms`);
+        // UNAVAILABLE, not TIMEOUT: the refusal was seen at once, never waited out (no wall-clock bound needed).
+        assert.equal(errorCode(f).code, 'UPSTREAM_UNAVAILABLE', `player ${i} request #${seq} after ${ms}ms: ${JSON.stringify(errorCode(f))}`);
       }
   }
 
@@ -295,17 +293,18 @@ describe('process: a backend whose /connect hangs for one player', () => {
     const stuck = await connectTcp(h.tcpPort);
     t.after(() => stuck.destroy());
     const since = Date.now();
+    let stuckDone = false;
     const refused = stuck.hello({ token: 'stuck' }, (retries + 1) * (UPSTREAM_TIMEOUT_MS + SLACK_MS)).then(
       () => assert.fail('the stuck login should be refused'),
-      (e: unknown) => e,
+      (e: unknown) => ((stuckDone = true), e),
     );
     for (let i = 0; i < 5; i++) {
       const c = await (i % 2 ? connectWs(h.wsPort) : connectTcp(h.tcpPort));
       t.after(() => c.destroy());
-      const t0 = Date.now();
-      const w = await c.hello({ token: `prompt-${i}` }, UPSTREAM_TIMEOUT_MS);
+      const w = await c.hello({ token: `prompt-${i}` }, (retries + 1) * (UPSTREAM_TIMEOUT_MS + SLACK_MS));
       assert.equal(w.playerId, `prompt-${i}`);
-      assert.ok(Date.now() - t0 < PROMPT_MS, `login ${i} took ${Date.now() - t0}ms while another /connect hung`);
+      // The order is the claim: each login completes while the stuck /connect still hangs.
+      assert.equal(stuckDone, false, `login ${i} completed only after the stuck login ended`);
     }
     const e = await refused;
     assert.ok(e instanceof ByeError && e.code === 'auth_failed', `the stuck login ended with ${String(e)}`);

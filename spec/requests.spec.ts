@@ -202,7 +202,7 @@ for (const t of TRANSPORTS) {
       return withGate({ playerConcurrency: 1, workers: 4 }, async (req) => {
         if (++arrived === 2) both.release();
         // Each call waits for the other: only a gate that runs both at once gets past this.
-        const met = await Promise.race([both.wait.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+        const met = await Promise.race([both.wait.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), WAIT_MS))]);
         return met ? { status: 200, body: req.body } : { status: 500, body: 'the other player never arrived' };
       }, async (h) => {
         const a = await login(h, t, 'alice');
@@ -249,10 +249,9 @@ for (const t of TRANSPORTS) {
         await h.backend.waitForCall((x) => x.path.startsWith('/rpc/'), 'the first request upstream', WAIT_MS);
         c.request(1, 2, { second: true });
         other.c.request(1, 1, { third: true });
-        const started = Date.now();
+        // Both refusals come while the only worker is still held: at once, not after the backend answers.
         assert.equal((await expectError(c, 2)).code, 'OVERLOADED');
         assert.equal((await expectError(other.c, 1)).code, 'OVERLOADED');
-        assert.ok(Date.now() - started < 1_000, 'OVERLOADED comes at once, not after the backend answers');
         gate.release();
         assert.equal((await answer(c, 1)).type, FrameType.RESPONSE, 'the running request still completes');
         assert.equal(rpcCalls(h).length, 1, 'refused requests never reach the backend');
