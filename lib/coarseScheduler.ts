@@ -7,7 +7,8 @@ import { Subscription, type SchedulerAction, type SchedulerLike } from 'rxjs';
  * a Timeout and a bound function, about 300 bytes per timer, which at 10,000 idle connections
  * is most of what they cost. Here actions wait in buckets of `resolutionMs` and one interval
  * (unref'd, running only while something waits) runs each bucket when its time comes. A
- * deadline fires up to `resolutionMs` late, never early.
+ * deadline fires less than two resolutions late (one for the bucket's rounding, one for the
+ * interval's phase; plus whatever the event loop itself is late), never early.
  *
  * A bucket is an intrusive doubly linked list, so a cancelled or re-armed action leaves it at
  * once. (When cancelled actions stayed in their bucket until its tick, every upstream call's

@@ -13,7 +13,7 @@ import { run } from 'node:test';
 import { tap } from 'node:test/reporters';
 
 /** Test files run at once: one per core of the 2-core machines we test on. */
-const CONCURRENCY = 2;
+const CONCURRENCY = 3;
 /** Per test (node's default is none): a hung test fails with its name instead of hanging CI. */
 const TEST_TIMEOUT_MS = 120_000;
 

@@ -6,7 +6,7 @@ import { QuietWatch } from '../lib/ops/idleTimeout.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('CoarseScheduler', () => {
-  it('should run work no earlier than its delay and at most one resolution late (past what the event loop lost)', async () => {
+  it('should run work no earlier than its delay and less than two resolutions late (past what the event loop lost)', async () => {
     const s = new CoarseScheduler(20);
     // The machine's share of the lateness: a plain timer chain records how late the loop ran
     // meanwhile, so a busy machine widens the bound instead of failing the test.
@@ -25,7 +25,8 @@ describe('CoarseScheduler', () => {
     clearInterval(probe);
     for (const late of fired) {
       assert.ok(late >= 0, `fired ${late} ms early`);
-      assert.ok(late <= 20 + loopLag + 5, `fired ${late} ms late: more than one 20 ms resolution past the loop's own lag of ${loopLag} ms`);
+      // Two resolutions: the bucket rounds the deadline up, and the interval's phase adds up to one more.
+      assert.ok(late < 2 * 20 + loopLag + 5, `fired ${late} ms late: two 20 ms resolutions or more past the loop's own lag of ${loopLag} ms`);
     }
   });
 
