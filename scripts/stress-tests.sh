@@ -57,10 +57,10 @@ left_behind() {
   for p in /proc/[0-9]*; do
     pid="${p#/proc/}"
     [ "$pid" = "$$" ] || [ "$pid" = "$hog_pid" ] && continue
-    grep -q ' Z ' "$p/stat" 2>/dev/null && continue
-    if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "$marker" ||
-      tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "$clone/"; then
-      echo "$pid $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-160)"
+    { grep -q ' Z ' "$p/stat"; } 2>/dev/null && continue
+    if { tr '\0' '\n' <"$p/environ" | grep -qx "$marker"; } 2>/dev/null ||
+      { tr '\0' ' ' <"$p/cmdline" | grep -q "$clone/"; } 2>/dev/null; then
+      echo "$pid $({ tr '\0' ' ' <"$p/cmdline" | cut -c1-160; } 2>/dev/null)"
     fi
   done
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUN_MARKER_ENV } from '../lib/parentWatch.js';
 import { GATE_BIN, childEnv } from './helpers/gateProcess.js';
-import { listeningSockets, markedProcesses, waitForMarked, waitForNoneMarked, type Proc } from './helpers/processes.js';
+import { listeningSockets, markedProcesses, waitForNoneMarked, type Proc } from './helpers/processes.js';
 import { waitFor, withTimeout } from './helpers/wait.js';
 
 /** Bound on the children of a run starting (node start-up, gate spawn; generous for a busy machine). */
@@ -39,11 +39,22 @@ function startBench(args: string[], marker: string): { child: ChildProcess; exit
   return { child, exited, out: () => out };
 }
 
-/** The bench itself plus `n` children (gate serve, the backend, a baseline) are up. */
-const childrenUp = (marker: string, n: number, bench: ChildProcess): Promise<Proc[]> =>
-  waitForMarked(marker, n + 1, START_MS).then((ps) => ps.filter((p) => p.pid !== bench.pid));
-
 const isGate = (p: Proc): boolean => p.cmdline.includes('gate.js serve');
+const isBackend = (p: Proc): boolean => p.cmdline.includes('trivialBackend.js');
+
+/**
+ * The marked processes once `ready` holds for them. Matched by command line, not counted: a child
+ * between fork and exec still shows its parent's command line and environment in /proc.
+ */
+const processesUp = (marker: string, what: string, ready: (ps: Proc[]) => boolean): Promise<Proc[]> =>
+  waitFor(what, () => {
+    const ps = markedProcesses(marker);
+    return ready(ps) && ps;
+  }, START_MS);
+
+/** gate bench's gate serve and trivial backend are running (exec'd). */
+const benchChildrenUp = (marker: string): Promise<Proc[]> =>
+  processesUp(marker, "gate bench's gate and backend to start", (ps) => ps.some(isGate) && ps.some(isBackend));
 
 describe('no process left behind', { concurrency: 2 }, () => {
   for (const signal of ['SIGKILL', 'SIGTERM', 'SIGINT'] as const) {
@@ -51,8 +62,7 @@ describe('no process left behind', { concurrency: 2 }, () => {
       const marker = newMarker();
       const b = startBench(LONG_CHURN, marker);
       try {
-        const kids = await childrenUp(marker, 2, b.child);
-        assert.ok(kids.some(isGate), `a gate serve among ${JSON.stringify(kids)}`);
+        await benchChildrenUp(marker);
         b.child.kill(signal);
         await withTimeout(b.exited, EXIT_MS, `gate bench to exit on ${signal}`);
         await waitForNoneMarked(marker, GONE_MS);
@@ -67,7 +77,7 @@ describe('no process left behind', { concurrency: 2 }, () => {
     const marker = newMarker();
     const b = startBench(['--scenario', 'request', '--requests', '100000000', '--connections', '2', '--backend', 'trivial', '--warmup', '0', '--json'], marker);
     try {
-      const gate = (await childrenUp(marker, 2, b.child)).find(isGate);
+      const gate = (await benchChildrenUp(marker)).find(isGate);
       assert.ok(gate, 'the spawned gate');
       // Listening on TCP, WS and API: the bench's clients are connecting or running.
       await waitFor('the spawned gate to listen', () => listeningSockets(gate.pid) >= 3, START_MS);
@@ -87,7 +97,7 @@ describe('no process left behind', { concurrency: 2 }, () => {
     const marker = newMarker();
     const b = startBench(['--suite', '--only', 'request', '--runs', '1', '--duration', '60s', '--no-pin', '--out', ''], marker);
     try {
-      await childrenUp(marker, 2, b.child); // the trivial backend and the first server under test
+      await benchChildrenUp(marker); // the trivial backend and the first server under test
       b.child.kill('SIGKILL');
       await withTimeout(b.exited, EXIT_MS, 'gate bench --suite to die');
       await waitForNoneMarked(marker, GONE_MS);
@@ -147,7 +157,9 @@ describe('no process left behind', { concurrency: 2 }, () => {
     const parent = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: root, stdio: 'ignore', env });
     const exited = new Promise((resolve) => parent.once('exit', resolve));
     try {
-      await childrenUp(marker, 2, parent); // the runner and its test file's process
+      await processesUp(marker, 'the runner and its test file to start', (ps) =>
+        ps.some((p) => p.cmdline.includes('run-tests.mjs')) && ps.some((p) => p.cmdline.endsWith('hang.test.mjs') && !p.cmdline.includes('run-tests.mjs')),
+      );
       parent.kill('SIGKILL');
       await withTimeout(exited, EXIT_MS, 'the stand-in for npm to die');
       await waitForNoneMarked(marker, GONE_MS);

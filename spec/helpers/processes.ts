@@ -29,13 +29,6 @@ export function markedProcesses(marker: string): Proc[] {
   return out;
 }
 
-/** Waits until at least `n` processes carry the marker; returns them. */
-export const waitForMarked = (marker: string, n: number, timeoutMs: number): Promise<Proc[]> =>
-  waitFor(`${n} processes with ${RUN_MARKER_ENV}=${marker}`, () => {
-    const ps = markedProcesses(marker);
-    return ps.length >= n && ps;
-  }, timeoutMs);
-
 /** Waits until no process carries the marker; the failure lists those still running. */
 export async function waitForNoneMarked(marker: string, timeoutMs: number): Promise<void> {
   try {
