@@ -35,6 +35,7 @@ import { paceByCredit } from './ops/paceByCredit.js';
 import { TokenBucket } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
+import { PUSH_IDS_MIN, PushIds } from './pushIds.js';
 import { Session } from './session.js';
 import { childTraceparent } from './trace.js';
 import { MemorySessionStore, type SessionStore } from './sessionStore.js';
@@ -70,6 +71,8 @@ interface ConnState {
 export interface PushResult {
   seq: number;
   status: 'sent' | 'buffered';
+  /** Set when a push with this `id` was already stored: nothing was stored or sent again. */
+  duplicate?: true;
 }
 
 export interface PlayerInfo {
@@ -100,17 +103,17 @@ const RPC_BACKOFF = { baseBackoffMs: 50, maxBackoffMs: 1_000 };
 /** How long an idle player's request group lingers before groupBy releases it. */
 const GROUP_LINGER_MS = 1_000;
 
-/**
- * The single-node gate: wires the listener streams, the per-connection frame pipelines and
- * the request pool together, holds the sessions, and serves the push API's calls. This is
- * the edge where the pipelines are subscribed (see docs/architecture.md).
- */
 /** Shorter bounds than --shutdown-grace and the events flush, for a shutdown nobody waits on (the parent is gone). */
 export interface ShutdownBounds {
   graceMs?: number;
   flushMs?: number;
 }
 
+/**
+ * The single-node gate: wires the listener streams, the per-connection frame pipelines and
+ * the request pool together, holds the sessions, and serves the push API's calls. This is
+ * the edge where the pipelines are subscribed (see docs/architecture.md).
+ */
 export class Gate {
   readonly metrics: Metrics;
   readonly store: SessionStore = new MemorySessionStore();
@@ -548,6 +551,8 @@ export class Gate {
       'x-player-id': s.playerId,
       'x-session-id': s.sessionId,
       'x-request-id': `${s.sessionId}.${j.seq}`,
+      // The same key under the name HTTP's idempotency draft and many frameworks' middleware use.
+      'idempotency-key': `${s.sessionId}.${j.seq}`,
       'content-type': 'application/octet-stream',
     };
     const traceparent = childTraceparent(j.traceparent);
@@ -601,13 +606,22 @@ export class Gate {
 
   // ---------------------------------------------------------------- push API
 
-  push(playerId: string, route: number, body: Buffer): PushResult | null {
+  /** `id`: the backend's own id for this push; a second push with it is stored once (a retried POST). */
+  push(playerId: string, route: number, body: Buffer, id?: string): PushResult | null {
     const s = this.store.byPlayer(playerId);
-    return s ? this.pushTo(s, route, body) : null;
+    return s ? this.pushTo(s, route, body, id) : null;
   }
 
-  pushTo(s: Session, route: number, body: Buffer): PushResult {
+  pushTo(s: Session, route: number, body: Buffer, id?: string): PushResult {
+    if (id !== undefined) {
+      const seen = s.pushIds?.seqOf(id);
+      if (seen !== undefined) {
+        this.metrics.countPush('duplicate').inc();
+        return { seq: seen, status: seen <= s.sentUpTo ? 'sent' : 'buffered', duplicate: true };
+      }
+    }
     const seq = ++s.pushSeq;
+    if (id !== undefined) (s.pushIds ??= new PushIds(Math.max(this.cfg.bufferMax, PUSH_IDS_MIN))).remember(id, seq);
     const dropped = s.buffer.add({ seq, route, body });
     if (dropped > 0) this.metrics.pushDrops.inc(dropped);
     let sent = false;

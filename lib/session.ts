@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Connection } from './connection.js';
 import type { QuietWatch } from './ops/idleTimeout.js';
 import { PushBuffer } from './pushBuffer.js';
+import type { PushIds } from './pushIds.js';
 import { RequestWindow } from './requestWindow.js';
 
 export type SessionState = 'online' | 'detached' | 'ended';
@@ -24,6 +25,8 @@ export class Session {
   /** True while the replay pump owns the link's push order (live pushes wait in the buffer). */
   pumping = false;
   readonly buffer: PushBuffer;
+  /** Ids of recent pushes that carried one (dedupe of a retried POST); null until the first. */
+  pushIds: PushIds | null = null;
   /** Outcomes of the last --request-window request seqs (§2.5). */
   readonly window: RequestWindow;
   /** Requests admitted and not yet answered (--player-queue-max pauses reading past it). */

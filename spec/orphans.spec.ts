@@ -141,6 +141,30 @@ describe('no process left behind', { concurrency: 2 }, () => {
     }
   });
 
+  it('should end a redis-server started by the test helper when the test process is SIGKILLed', async () => {
+    const marker = newMarker();
+    const helper = new URL('./helpers/redisServer.js', import.meta.url).href;
+    const code = `
+      const { startRedis } = await import(${JSON.stringify(helper)});
+      const r = await startRedis();
+      process.stdout.write('ready ' + r.pid + '\\n');
+      setInterval(() => {}, 1000);`;
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv({ [RUN_MARKER_ENV]: marker }) });
+    let out = '';
+    parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    parent.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((resolve) => parent.once('exit', resolve));
+    try {
+      await processesUp(marker, `the stand-in test's redis-server to start (${out})`, (ps) => out.includes('ready') && ps.some((p) => p.cmdline.startsWith('redis-server')));
+      parent.kill('SIGKILL');
+      await withTimeout(exited, EXIT_MS, 'the stand-in test to die');
+      await waitForNoneMarked(marker, GONE_MS);
+    } finally {
+      parent.kill('SIGKILL');
+      await waitForNoneMarked(marker, GONE_MS).catch(() => undefined);
+    }
+  });
+
   it('should end the test runner and its test processes with their parent (npm test\'s chain)', async () => {
     const marker = newMarker();
     const root = fileURLToPath(new URL('../../', import.meta.url));

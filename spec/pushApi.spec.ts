@@ -133,6 +133,65 @@ describe('push API: /v1/push', () => {
   });
 });
 
+describe('push API: a push id makes a retried POST safe', () => {
+  it('should store a push POSTed twice with the same id once, answering the first seq both times', async (t) => {
+    const h = await gate(t);
+    const c = await login(t, h, 'erin');
+    const first = await api(h, 'POST', '/v1/push', { playerId: 'erin', route: 3, data: { n: 1 }, id: 'order-17' });
+    assert.deepEqual([first.status, first.body], [200, { seq: 1, status: 'sent' }]);
+    // The backend lost the answer and retries: same id, same receipt, flagged; nothing new stored or sent.
+    const retry = await api(h, 'POST', '/v1/push', { playerId: 'erin', route: 3, data: { n: 1 }, id: 'order-17' });
+    assert.deepEqual([retry.status, retry.body], [200, { seq: 1, status: 'sent', duplicate: true }]);
+    const other = await api(h, 'POST', '/v1/push', { playerId: 'erin', route: 3, data: { n: 2 }, id: 'order-18' });
+    assert.deepEqual(other.body, { seq: 2, status: 'sent' });
+    const plain = await api(h, 'POST', '/v1/push', { playerId: 'erin', route: 3, data: { n: 3 } });
+    assert.deepEqual(plain.body, { seq: 3, status: 'sent' }, 'a push without an id is never deduplicated');
+    assert.deepEqual([(await nextPush(c)).seq, (await nextPush(c)).seq, (await nextPush(c)).seq], [1, 2, 3]);
+    assert.equal(h.gate.gate.player('erin')?.pushSeq, 3);
+    const dup = (await metrics(h)).split('\n').find((l) => l.startsWith('gate_pushes_total{') && l.includes('status="duplicate"'));
+    assert.ok(dup?.endsWith(' 1'), `gate_pushes_total{status="duplicate"} is 1: ${dup}`);
+  });
+
+  it('should deduplicate batch items by id, within a batch and across retried batches, per player', async (t) => {
+    const h = await gate(t);
+    await login(t, h, 'a');
+    const b = await login(t, h, 'b');
+    await b.destroy();
+    await untilState(h, 'b', 'detached');
+    const batch = {
+      messages: [
+        { playerId: 'a', route: 1, data: 1, id: 'x' },
+        { playerId: 'b', route: 1, data: 1, id: 'x' }, // ids are per player: b's x is another push
+        { playerId: 'a', route: 1, data: 1, id: 'x' }, // repeated inside the batch
+      ],
+    };
+    const r = await api(h, 'POST', '/v1/push/batch', batch);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.results, [{ seq: 1, status: 'sent' }, { seq: 1, status: 'buffered' }, { seq: 1, status: 'sent', duplicate: true }]);
+    const again = await api(h, 'POST', '/v1/push/batch', batch);
+    assert.deepEqual(again.body.results, [
+      { seq: 1, status: 'sent', duplicate: true },
+      { seq: 1, status: 'buffered', duplicate: true },
+      { seq: 1, status: 'sent', duplicate: true },
+    ]);
+    assert.deepEqual([h.gate.gate.player('a')?.pushSeq, h.gate.gate.player('b')?.buffered], [1, 1]);
+  });
+
+  it('should refuse a bad id with 400 naming it', async (t) => {
+    const h = await gate(t);
+    await login(t, h, 'a');
+    for (const id of ['', 7, 'x'.repeat(129), null]) {
+      const r = await api(h, 'POST', '/v1/push', { playerId: 'a', route: 1, data: 1, id });
+      assert.equal(r.status, 400, JSON.stringify(id));
+      assert.match(r.body.message, /\bid\b/);
+    }
+    const rb = await api(h, 'POST', '/v1/push/batch', { messages: [{ playerId: 'a', route: 1, data: 1, id: 3 }] });
+    assert.equal(rb.status, 400);
+    assert.match(rb.body.message, /messages\[0\]: id/);
+    assert.equal(h.gate.gate.player('a')?.pushSeq, 0, 'nothing was pushed');
+  });
+});
+
 describe('push API: /v1/push/batch and /v1/broadcast', () => {
   it('should answer batch results in order, including a missing player, and deliver each push', async (t) => {
     const h = await gate(t);

@@ -83,6 +83,7 @@ for (const t of TRANSPORTS) {
         assert.equal(call.headers['x-player-id'], 'alice');
         assert.equal(call.headers['x-session-id'], sessionId);
         assert.equal(call.headers['x-request-id'], `${sessionId}.9`);
+        assert.equal(call.headers['idempotency-key'], `${sessionId}.9`, 'the same key under the Idempotency-Key name');
         assert.equal(call.headers['content-type'], 'application/octet-stream');
         assert.deepEqual(call.body, body, 'the body reaches the backend byte for byte');
         await c.close();

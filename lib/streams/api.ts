@@ -27,6 +27,8 @@ interface PushInput {
   playerId: string;
   route: number;
   body: Buffer;
+  /** The backend's own id: a push POSTed again with it is stored once. */
+  id: string | undefined;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -57,9 +59,15 @@ function parsePlayerId(v: unknown, where: string): string {
   return v;
 }
 
+function parsePushId(v: unknown, where: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v === '' || v.length > 128) throw badRequest(`${where}id must be a non-empty string (at most 128 characters)`);
+  return v;
+}
+
 function parsePush(v: unknown, where: string, maxFrame: number): PushInput {
   if (!isObject(v)) throw badRequest(`${where}must be a JSON object`);
-  return { playerId: parsePlayerId(v.playerId, where), route: parseRoute(v.route, where), body: parseBody(v, where, maxFrame) };
+  return { playerId: parsePlayerId(v.playerId, where), route: parseRoute(v.route, where), body: parseBody(v, where, maxFrame), id: parsePushId(v.id, where) };
 }
 
 export interface ApiServer {
@@ -111,7 +119,7 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
 
   app.post('/v1/push', (req, reply) => {
     const p = parsePush(body(req), '', maxFrame);
-    const r = gate.push(p.playerId, p.route, p.body);
+    const r = gate.push(p.playerId, p.route, p.body, p.id);
     if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
     return r;
   });
@@ -122,7 +130,7 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
     if (b.messages.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} messages per batch`);
     // Validate all first: a malformed batch delivers nothing, so a retry cannot duplicate.
     const pushes = b.messages.map((m, i) => parsePush(m, `messages[${i}]: `, maxFrame));
-    return { results: pushes.map((p) => gate.push(p.playerId, p.route, p.body) ?? { error: 'player_not_found' }) };
+    return { results: pushes.map((p) => gate.push(p.playerId, p.route, p.body, p.id) ?? { error: 'player_not_found' }) };
   });
 
   app.post('/v1/broadcast', (req) => {
