@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import bytes from 'bytes';
 import ms from 'ms';
@@ -48,6 +48,10 @@ export interface GateConfig {
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly redis: string | null;
+  /** Key prefix in Redis: the gates on one Redis and prefix are one cluster. */
+  readonly redisPrefix: string;
+  /** Worker processes sharing the listeners (`--procs`; `auto` = one per CPU). More than 1 needs --redis. */
+  readonly procs: number;
   readonly logLevel: string;
   /** Grace for in-flight upstream calls on shutdown (§5: 10 s). */
   readonly shutdownGraceMs: number;
@@ -75,6 +79,9 @@ export interface OptionSpec {
   /** Lower bound for ints/durations/sizes. */
   readonly min?: number;
 }
+
+/** Most --procs accepted. */
+const MAX_PROCS = 256;
 
 /** The option table: one source for the CLI parser, the environment, the config file and `--help`. */
 export const OPTIONS: readonly OptionSpec[] = [
@@ -106,6 +113,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'tls-cert', kind: 'file', help: 'PEM certificate: serve TCP as TLS and WS as wss' },
   { flag: 'tls-key', kind: 'file', help: 'PEM private key for --tls-cert' },
   { flag: 'redis', kind: 'url', help: 'Redis URL for cluster mode' },
+  { flag: 'redis-prefix', kind: 'string', def: 'gate:', help: 'key prefix in Redis: gates on one Redis and prefix are one cluster' },
+  { flag: 'procs', kind: 'string', def: '1', help: `worker processes sharing the ports: N (1..${MAX_PROCS}) or auto (one per CPU); more than 1 needs --redis` },
   { flag: 'log-level', kind: 'level', def: 'info', help: 'pino level: fatal|error|warn|info|debug|trace|silent' },
 ];
 
@@ -253,6 +262,13 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
   }
   const redis = str('redis');
   if (redis !== null && !/^rediss?:\/\/[^\s]+$/.test(redis)) fail(bad('redis', `"${redis}" is not a redis:// URL`));
+  const redisPrefix = raw['redis-prefix']!;
+  if (!/^[\x21-\x7e]{1,64}$/.test(redisPrefix)) fail(bad('redis-prefix', `"${redisPrefix}" must be 1 to 64 printable characters without spaces`));
+  const procsRaw = raw.procs!.trim();
+  const procs = procsRaw === 'auto' ? availableParallelism() : /^\d+$/.test(procsRaw) ? Number(procsRaw) : NaN;
+  if (!(procs >= 1 && procs <= MAX_PROCS)) fail(bad('procs', `"${procsRaw}" is not a number of processes 1..${MAX_PROCS} or auto`));
+  // Processes share sessions only through Redis: without it each would keep its own and a resume could land on the wrong one.
+  if (procs > 1 && redis === null) fail(bad('procs', `${procs} processes share sessions only through Redis: give --redis too, or --procs 1`));
 
   const authRaw = str('auth');
   if (authRaw !== null && !['none', 'upstream', 'jwt'].includes(authRaw))
@@ -314,6 +330,8 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     tlsCert,
     tlsKey,
     redis,
+    redisPrefix,
+    procs,
     logLevel: level,
     shutdownGraceMs: 10_000,
     eventsBatchMax: 100,

@@ -78,6 +78,8 @@ describe('config', () => {
       assert.equal(c.tlsCert, null);
       assert.equal(c.tlsKey, null);
       assert.equal(c.redis, null);
+      assert.equal(c.redisPrefix, 'gate:');
+      assert.equal(c.procs, 1);
       assert.equal(c.logLevel, 'info');
     });
 
@@ -94,7 +96,7 @@ describe('config', () => {
       assert.equal(new Set(flags).size, flags.length);
       for (const f of ['tcp', 'ws', 'api', 'upstream', 'auth', 'jwt-secret', 'api-key', 'gate-id', 'heartbeat', 'idle-timeout',
         'hello-timeout', 'max-frame', 'workers', 'player-concurrency', 'queue-max', 'upstream-timeout', 'upstream-retries',
-        'buffer-max', 'outbound-max', 'request-window', 'max-connections', 'tls-cert', 'tls-key', 'redis', 'log-level'])
+        'buffer-max', 'outbound-max', 'request-window', 'max-connections', 'tls-cert', 'tls-key', 'redis', 'redis-prefix', 'procs', 'log-level'])
         assert.ok(flags.includes(f), `missing option --${f}`);
     });
   });
@@ -217,6 +219,12 @@ describe('config', () => {
       ['request-window', '0'],
       ['max-connections', '99999999999999999999'],
       ['redis', 'http://localhost:6379'],
+      ['redis-prefix', ''],
+      ['redis-prefix', 'has space'],
+      ['procs', '0'],
+      ['procs', 'many'],
+      ['procs', '1000'],
+      ['procs', '2'], // without --redis
       ['log-level', 'loud'],
       ['tls-cert', '/nonexistent/cert.pem'],
     ];
@@ -230,6 +238,16 @@ describe('config', () => {
     it('should keep the message on one line when the bad value holds a line break', () => {
       assertConfigError(() => build({ heartbeat: '1\n5s' }), 'heartbeat');
       assertConfigError(() => build({}, {}, readConfigFile(configFile({ logLevel: 'info\r\nx' }))), 'log-level');
+    });
+
+    it('should take --procs N or auto with --redis, and a --redis-prefix', async () => {
+      const { availableParallelism } = await import('node:os');
+      const redis = 'redis://127.0.0.1:6379';
+      assert.equal(build({ procs: '2', redis }).procs, 2);
+      assert.equal(build({ procs: 'auto', redis }).procs, availableParallelism());
+      assert.equal(build({ procs: '1' }).procs, 1, 'one process needs no Redis');
+      assert.equal(build({ 'redis-prefix': 'game7:', redis }).redisPrefix, 'game7:');
+      assertConfigError(() => build({ procs: '2' }), 'procs');
     });
 
     it('should reject --api on a non-loopback address without --api-key', () => {
