@@ -1,0 +1,73 @@
+/**
+ * Redis key names of the cluster session store (docs/design/cluster.md §2). Every gate on the
+ * same Redis and prefix is one cluster. A session is keyed by its player, so "one live session
+ * per player" is part of the layout and a push by playerId is one script call.
+ *
+ * | key            | type   | content and bound                                                     |
+ * | -------------- | ------ | --------------------------------------------------------------------- |
+ * | `P epoch`      | STRING | the cluster epoch (random hex); changes when Redis's run_id changes   |
+ * | `P runid`      | STRING | the Redis run_id the epoch belongs to                                 |
+ * | `P s:<pid>`    | HASH   | session meta: the fields in `FIELDS`                                  |
+ * | `P q:<pid>`    | LIST   | kept pushes, exactly seqs fgt+1 … seq; element = u16 route ‖ body;     |
+ * |                |        | ≤ bufferMax elements and ≤ bufferMaxBytes of bodies (newest always)   |
+ * | `P i:<pid>`    | ZSET   | push id → seq, the last max(bufferMax, 1024) pushes that carried one  |
+ * | `P x:<sid>`    | STRING | sessionId → playerId; on end the tombstone `~<reason>` for 10 min     |
+ */
+
+/** The default `--redis-prefix`. */
+export const DEFAULT_PREFIX = 'gate:';
+
+/**
+ * The type tag after the prefix. The scripts build the names of keys they find only while
+ * running (the `x:` of a replaced session, the `s:` behind a resumed sessionId) from these too.
+ */
+export const KEY_TAGS = { meta: 's:', pushes: 'q:', pushIds: 'i:', sessionId: 'x:' } as const;
+
+/** Fields of the `s:<pid>` hash. */
+export const FIELDS = {
+  /** sessionId */
+  sid: 'sid',
+  /** sha256 hex of the resume token: the token itself never reaches Redis */
+  tok: 'tok',
+  /** owner member id; '' while detached */
+  own: 'own',
+  /** fencing generation: +1 on every login and every resume */
+  gen: 'gen',
+  /** `online` or `detached` */
+  st: 'st',
+  /** last push seq assigned */
+  seq: 'seq',
+  /** forgottenUpTo: highest seq no longer kept (ACKed, dropped by a bound, or burned) */
+  fgt: 'fgt',
+  /** highest ACK */
+  ack: 'ack',
+  /** body bytes kept in `q:` */
+  b: 'b',
+  /** the cluster epoch this session was last written under */
+  ep: 'ep',
+  /** 1 when the session crossed an epoch change since its last resume */
+  xs: 'xs',
+} as const;
+
+/** The keys of one player's session. */
+export interface SessionKeys {
+  readonly meta: string;
+  readonly pushes: string;
+  readonly pushIds: string;
+}
+
+export const sessionKeys = (prefix: string, playerId: string): SessionKeys => ({
+  meta: prefix + KEY_TAGS.meta + playerId,
+  pushes: prefix + KEY_TAGS.pushes + playerId,
+  pushIds: prefix + KEY_TAGS.pushIds + playerId,
+});
+
+/** sessionId → playerId, or the `~<reason>` tombstone of an ended session. */
+export const sessionIdKey = (prefix: string, sessionId: string): string => prefix + KEY_TAGS.sessionId + sessionId;
+
+export const epochKey = (prefix: string): string => `${prefix}epoch`;
+
+export const runIdKey = (prefix: string): string => `${prefix}runid`;
+
+/** How long `x:<sid>` tells a late resume why its session ended, ms. */
+export const TOMBSTONE_MS = 10 * 60_000;

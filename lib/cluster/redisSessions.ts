@@ -1,0 +1,340 @@
+/**
+ * The cluster session store's core over Redis (docs/design/cluster.md §2–§3, build step 5):
+ * login, resume, push, ack, detach, end and range, each one Lua script, so every step is atomic
+ * and costs one round trip. Not wired into the gate yet (`gate serve --redis` still exits 2).
+ *
+ * Semantics are the single node's, kept in Redis: pushes numbered per session and kept under
+ * the same two bounds as PushBuffer (count, then bytes, the newest always kept), the same gap
+ * rule on resume, push ids deduped as PushIds does. What a single node gets from being one
+ * process, this gets from a fence: a member that lost a session (another resumed it, or a new
+ * login replaced it) holds a stale generation, and every script it runs with it answers
+ * `fenced` or `unknown` and changes nothing.
+ *
+ * The caller runs `boot()` when its connection becomes ready (a restarted Redis gets a new
+ * epoch, and sessions that crossed it burn a seq). A script that finds no epoch at all boots
+ * and runs again by itself.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { KeptPush } from '../pushBuffer.js';
+import { PUSH_IDS_MIN } from '../pushIds.js';
+import { DEFAULT_PREFIX, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from './keys.js';
+import { defineScripts, runScript, type ScriptArg, type ScriptName } from './scripts.js';
+
+export interface RedisSessionsConfig {
+  /** Key prefix (`--redis-prefix`): every member on the same Redis and prefix is one cluster. Default `gate:`. */
+  prefix?: string;
+  /** This member's id (one gate process), the owner of the sessions it attaches. Non-empty. */
+  member: string;
+  /** `--buffer-max`: pushes kept per session, >= 1. */
+  bufferMax: number;
+  /** `--buffer-max-bytes`: body bytes kept per session (the newest push always). Default Infinity. */
+  bufferMaxBytes?: number;
+  /** Push ids remembered per session. Default max(bufferMax, PUSH_IDS_MIN), as on a single node. */
+  pushIdsMax?: number;
+  /** Kept pushes a resume returns at most; the rest come by `range`. Default 256. */
+  replayPage?: number;
+}
+
+/** What lets a member change a session: the session and the generation its login or resume got. */
+export interface Fence {
+  readonly playerId: string;
+  readonly sessionId: string;
+  readonly gen: number;
+}
+
+/** The session is another member's now (or nobody's: detached), at generation `gen`. */
+export interface Fenced {
+  readonly kind: 'fenced';
+  /** null while detached */
+  readonly owner: string | null;
+  readonly gen: number;
+}
+
+/** No such session: it ended, or a new login replaced it. */
+export interface Unknown {
+  readonly kind: 'unknown';
+}
+
+export type SessionStatus = 'online' | 'detached';
+export type EndReason = 'logout' | 'kicked' | 'replaced' | 'idle' | 'shutdown';
+
+export interface LoginResult {
+  readonly kind: 'ok';
+  readonly fence: Fence;
+  /** The player's previous session, ended by this login; its owner (null: detached) should close its link. */
+  readonly replaced: { readonly sessionId: string; readonly member: string | null; readonly gen: number } | null;
+}
+
+export type ResumeResult =
+  | {
+      readonly kind: 'ok';
+      readonly fence: Fence;
+      /** Seq of the newest push. */
+      readonly pushSeq: number;
+      /** min(lastSeq, pushSeq): the client holds everything up to here. */
+      readonly upTo: number;
+      /** Some push after `upTo` will not be replayed (dropped by a bound, ACKed earlier, or lost by Redis). */
+      readonly gap: boolean;
+      /** Kept pushes after `upTo`, oldest first, at most `replayPage` of them. */
+      readonly replay: readonly KeptPush[];
+      /** More kept pushes follow the page: read them with `range`. */
+      readonly more: boolean;
+      /** Who held the session before (member null: detached); that member's generation is stale now. */
+      readonly previous: { readonly member: string | null; readonly gen: number; readonly state: SessionStatus };
+    }
+  /** `ended`: why, while its tombstone lasts; null for no such session or a wrong token. */
+  | { readonly kind: 'unknown'; readonly ended: string | null };
+
+export type PushResult =
+  | {
+      readonly kind: 'ok';
+      readonly seq: number;
+      /** The push id was seen: `seq` is the first push's, and nothing was stored. */
+      readonly duplicate: boolean;
+      /** Older pushes the bounds dropped to keep this one. */
+      readonly dropped: number;
+      /** The member holding the session's link, null while detached. */
+      readonly owner: string | null;
+      readonly state: SessionStatus;
+    }
+  | Unknown;
+
+export type AckResult = { readonly kind: 'ok'; readonly forgottenUpTo: number } | Fenced | Unknown;
+export type DetachResult = { readonly kind: 'ok' } | Fenced | Unknown;
+export type EndResult = { readonly kind: 'ok'; readonly sessionId: string; readonly owner: string | null } | Fenced | Unknown;
+export type RangeResult = { readonly kind: 'ok'; readonly forgottenUpTo: number; readonly pushSeq: number; readonly pushes: readonly KeptPush[] } | Fenced | Unknown;
+
+/** Default page of kept pushes a resume returns (the design's replay page). */
+export const REPLAY_PAGE = 256;
+
+const ROUTE_MAX = 0xffff;
+/** `bufferMaxBytes` for the scripts when there is no byte bound. */
+const NO_BYTE_BOUND = -1;
+const UNKNOWN: Unknown = { kind: 'unknown' };
+
+export class RedisSessions {
+  readonly prefix: string;
+  readonly member: string;
+  private readonly bufferMax: number;
+  /** NO_BYTE_BOUND or the byte bound. */
+  private readonly bufferMaxBytes: number;
+  private readonly pushIdsMax: number;
+  private readonly replayPage: number;
+  /** The boot in progress, shared by every script that found no epoch meanwhile. */
+  private booting: Promise<{ epoch: string; changed: boolean }> | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    config: RedisSessionsConfig,
+  ) {
+    const { prefix = DEFAULT_PREFIX, member, bufferMax, bufferMaxBytes = Infinity, replayPage = REPLAY_PAGE } = config;
+    const pushIdsMax = config.pushIdsMax ?? Math.max(bufferMax, PUSH_IDS_MIN);
+    // Fail at creation: a bad bound would otherwise show up as a script error on the first push.
+    if (typeof member !== 'string' || member === '') throw new TypeError('RedisSessions: member must be a non-empty string');
+    // ioredis would prefix KEYS but not the names the scripts compute: use `prefix` instead.
+    if (redis.options.keyPrefix) throw new TypeError('RedisSessions: the ioredis client must have no keyPrefix (use the prefix option)');
+    if (!Number.isInteger(bufferMax) || bufferMax < 1) throw new TypeError('RedisSessions: bufferMax must be an integer >= 1');
+    if (!(bufferMaxBytes >= 0)) throw new TypeError('RedisSessions: bufferMaxBytes must be >= 0');
+    if (!Number.isInteger(pushIdsMax) || pushIdsMax < 1) throw new TypeError('RedisSessions: pushIdsMax must be an integer >= 1');
+    if (!Number.isInteger(replayPage) || replayPage < 1) throw new TypeError('RedisSessions: replayPage must be an integer >= 1');
+    this.prefix = prefix;
+    this.member = member;
+    this.bufferMax = bufferMax;
+    this.bufferMaxBytes = Number.isFinite(bufferMaxBytes) ? Math.floor(bufferMaxBytes) : NO_BYTE_BOUND;
+    this.pushIdsMax = pushIdsMax;
+    this.replayPage = replayPage;
+    defineScripts(redis);
+  }
+
+  /**
+   * Starts a new cluster epoch if Redis is not the server the current one belongs to (its
+   * run_id changed: a restart or failover, which may have lost writes). Run it on every `ready`
+   * of the connection; members booting at once agree on one epoch.
+   */
+  boot(): Promise<{ epoch: string; changed: boolean }> {
+    this.booting ??= this.bootOnce().finally(() => (this.booting = null));
+    return this.booting;
+  }
+
+  private async bootOnce(): Promise<{ epoch: string; changed: boolean }> {
+    const runId = /^run_id:(\w+)/m.exec(await this.redis.info('server'))?.[1];
+    if (runId === undefined) throw new Error('RedisSessions.boot: INFO server has no run_id');
+    const r = await this.call('boot', [epochKey(this.prefix), runIdKey(this.prefix), runId, randomBytes(8).toString('hex')]);
+    return { epoch: text(r[0]), changed: int(r[1]) === 1 };
+  }
+
+  /** A new session for the player, owned here; ends the player's previous session, if any. */
+  async login(p: { playerId: string; sessionId: string; resumeToken: string }): Promise<LoginResult> {
+    const k = sessionKeys(this.prefix, p.playerId);
+    const r = await this.call('login', [
+      k.meta, k.pushes, k.pushIds, sessionIdKey(this.prefix, p.sessionId), epochKey(this.prefix),
+      p.playerId, p.sessionId, tokenHash(p.resumeToken), this.member, this.prefix, TOMBSTONE_MS,
+    ]);
+    status(r, 'login', 'OK');
+    const oldSid = text(r[2]);
+    return {
+      kind: 'ok',
+      fence: { playerId: p.playerId, sessionId: p.sessionId, gen: int(r[1]) },
+      replaced: oldSid === '' ? null : { sessionId: oldSid, member: text(r[3]) || null, gen: int(r[4]) },
+    };
+  }
+
+  /**
+   * Moves the session here, whoever held it, if the token matches. The gap rule is the single
+   * node's: the client holds up to min(lastSeq, pushSeq), and `gap` says whether some push after
+   * that is gone. Returns the first `page` kept pushes after it.
+   */
+  async resume(r: { sessionId: string; resumeToken: string; lastSeq: number }, page = this.replayPage): Promise<ResumeResult> {
+    const lastSeq = seqArg(r.lastSeq, 'lastSeq');
+    if (!Number.isInteger(page) || page < 1) throw new TypeError('RedisSessions.resume: page must be an integer >= 1');
+    const x = await this.call(
+      'resume',
+      [sessionIdKey(this.prefix, r.sessionId), epochKey(this.prefix), this.prefix, r.sessionId, tokenHash(r.resumeToken), lastSeq, this.member, page],
+      true,
+    );
+    if (status(x, 'resume', 'OK', 'UNKNOWN') === 'UNKNOWN') return { kind: 'unknown', ended: text(x[1]) || null };
+    const playerId = text(x[1]);
+    const pushSeq = int(x[4]);
+    const forgottenUpTo = int(x[5]);
+    const replay = decodePushes(x[10], forgottenUpTo + 1);
+    return {
+      kind: 'ok',
+      fence: { playerId, sessionId: r.sessionId, gen: int(x[2]) },
+      pushSeq,
+      upTo: int(x[6]),
+      gap: int(x[3]) === 1,
+      replay,
+      more: pushSeq > forgottenUpTo + replay.length,
+      previous: { member: text(x[7]) || null, gen: int(x[8]), state: sessionStatus(text(x[9])) },
+    };
+  }
+
+  /**
+   * Stores a push for the player's session, wherever it is attached: numbered, kept under the
+   * bounds, deduped by `id` among the session's last `pushIdsMax` ids.
+   */
+  async push(p: { playerId: string; route: number; body: Buffer; id?: string }): Promise<PushResult> {
+    if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.push: route must be 0..${ROUTE_MAX}`);
+    if (p.id === '') throw new TypeError('RedisSessions.push: id must be non-empty when given');
+    const k = sessionKeys(this.prefix, p.playerId);
+    const r = await this.call('push', [
+      k.meta, k.pushes, k.pushIds, epochKey(this.prefix),
+      encodePush(p.route, p.body), p.id ?? '', this.bufferMax, this.bufferMaxBytes, this.pushIdsMax,
+    ]);
+    const st = status(r, 'push', 'OK', 'DUP', 'UNKNOWN');
+    if (st === 'UNKNOWN') return UNKNOWN;
+    return { kind: 'ok', seq: int(r[1]), duplicate: st === 'DUP', dropped: int(r[4]), owner: text(r[2]) || null, state: sessionStatus(text(r[3])) };
+  }
+
+  /** The client holds every push up to `seq` (at most the newest): forget them. Fenced. */
+  async ack(f: Fence, seq: number): Promise<AckResult> {
+    const k = sessionKeys(this.prefix, f.playerId);
+    const r = await this.call('ack', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, seqArg(seq, 'seq')]);
+    const st = status(r, 'ack', 'OK', 'FENCED', 'UNKNOWN');
+    return st === 'OK' ? { kind: 'ok', forgottenUpTo: int(r[1]) } : lost(st, r);
+  }
+
+  /** This member's link to the session went away: it stays, detached, storing pushes. Fenced. */
+  async detach(f: Fence): Promise<DetachResult> {
+    const k = sessionKeys(this.prefix, f.playerId);
+    const r = await this.call('detach', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen]);
+    const st = status(r, 'detach', 'OK', 'FENCED', 'UNKNOWN');
+    return st === 'OK' ? { kind: 'ok' } : lost(st, r);
+  }
+
+  /**
+   * Ends a session: fenced when given a fence (the owner ends its own: logout, shutdown),
+   * whichever session the player has when given only the player (kick, idle). Its keys go; its
+   * sessionId answers a late resume with `ended: reason` for TOMBSTONE_MS.
+   */
+  async end(target: Fence | { readonly playerId: string }, reason: EndReason): Promise<EndResult> {
+    const k = sessionKeys(this.prefix, target.playerId);
+    const [sid, gen] = 'sessionId' in target ? [target.sessionId, target.gen] : ['', 0];
+    const r = await this.call('end', [k.meta, k.pushes, k.pushIds, this.prefix, sid, this.member, gen, reason, TOMBSTONE_MS]);
+    const st = status(r, 'end', 'OK', 'FENCED', 'UNKNOWN');
+    return st === 'OK' ? { kind: 'ok', sessionId: text(r[1]), owner: text(r[2]) || null } : lost(st, r);
+  }
+
+  /** Up to `limit` kept pushes after seq `after`, oldest first (replay pages, hole filling). Fenced. */
+  async range(f: Fence, after: number, limit = this.replayPage): Promise<RangeResult> {
+    if (!Number.isInteger(limit) || limit < 1) throw new TypeError('RedisSessions.range: limit must be an integer >= 1');
+    const k = sessionKeys(this.prefix, f.playerId);
+    const r = await this.call('range', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, seqArg(after, 'after'), limit], true);
+    const st = status(r, 'range', 'OK', 'FENCED', 'UNKNOWN');
+    if (st !== 'OK') return lost(st, r);
+    return { kind: 'ok', forgottenUpTo: int(r[1]), pushSeq: int(r[2]), pushes: decodePushes(r[4], int(r[3])) };
+  }
+
+  /**
+   * Runs a script; when it finds no cluster epoch (Redis lost everything, or nobody booted yet),
+   * boots and runs it once more. Safe to repeat: a script checks the epoch before it writes.
+   */
+  private async call(name: ScriptName, args: readonly ScriptArg[], binary = false): Promise<unknown[]> {
+    let raw: unknown;
+    try {
+      raw = await runScript(this.redis, name, args, binary);
+    } catch (e) {
+      if (name === 'boot' || !(e instanceof Error) || !e.message.includes('NOEPOCH')) throw e;
+      await this.boot();
+      raw = await runScript(this.redis, name, args, binary);
+    }
+    if (!Array.isArray(raw) || raw.length === 0) throw new Error(`RedisSessions: script ${name} answered ${String(raw)}`);
+    return raw as unknown[];
+  }
+}
+
+/** The resume token as Redis keeps it: its sha256, so a read of Redis cannot resume anyone. */
+const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+/** A list element: u16 route ‖ body. */
+function encodePush(route: number, body: Buffer): Buffer {
+  const el = Buffer.allocUnsafe(2 + body.length);
+  el.writeUInt16BE(route, 0);
+  body.copy(el, 2);
+  return el;
+}
+
+/** List elements back to pushes numbered from `first`; bodies copied, so none holds on to a reply buffer. */
+function decodePushes(v: unknown, first: number): KeptPush[] {
+  if (!Array.isArray(v)) throw new Error('RedisSessions: expected a list of pushes');
+  return v.map((el: unknown, k) => {
+    if (!Buffer.isBuffer(el) || el.length < 2) throw new Error('RedisSessions: malformed push element');
+    return { seq: first + k, route: el.readUInt16BE(0), body: Buffer.from(el.subarray(2)) };
+  });
+}
+
+/** A seq argument: an integer; below 0 taken as 0 (seqs start at 1). */
+function seqArg(v: number, name: string): number {
+  if (!Number.isInteger(v)) throw new TypeError(`RedisSessions: ${name} must be an integer`);
+  return Math.max(v, 0);
+}
+
+function text(v: unknown): string {
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (typeof v === 'string') return v;
+  if (v === null) return '';
+  throw new Error(`RedisSessions: expected a string in a script reply, got ${typeof v}`);
+}
+
+function int(v: unknown): number {
+  if (typeof v === 'number') return v;
+  throw new Error(`RedisSessions: expected an integer in a script reply, got ${typeof v}`);
+}
+
+function sessionStatus(s: string): SessionStatus {
+  if (s === 'online' || s === 'detached') return s;
+  throw new Error(`RedisSessions: unexpected session state ${JSON.stringify(s)}`);
+}
+
+/** The reply's status, which must be one of `allowed`. */
+function status<S extends string>(r: readonly unknown[], name: string, ...allowed: S[]): S {
+  const s = text(r[0]);
+  if (!(allowed as string[]).includes(s)) throw new Error(`RedisSessions: script ${name} answered status ${s}`);
+  return s as S;
+}
+
+/** The reply of a fenced script that did not hold the fence. */
+function lost(st: 'FENCED' | 'UNKNOWN', r: readonly unknown[]): Fenced | Unknown {
+  return st === 'FENCED' ? { kind: 'fenced', owner: text(r[1]) || null, gen: int(r[2]) } : UNKNOWN;
+}

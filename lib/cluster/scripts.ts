@@ -1,0 +1,296 @@
+/**
+ * The Lua scripts of the cluster session store (docs/design/cluster.md §3), one atomic step
+ * each. Loaded with ioredis `defineCommand`: a script goes as EVAL the first time on a
+ * connection and as EVALSHA after, and ioredis resends it after a NOSCRIPT (a restarted Redis),
+ * which is safe because a NOSCRIPT means nothing ran.
+ *
+ * Conventions:
+ * - Every script returns an array whose first element is a status: `OK`, `DUP` (push),
+ *   `UNKNOWN` (no such session, or not this one any more), `FENCED` (+ owner, gen).
+ * - A script that needs the cluster epoch answers the error `NOEPOCH` while it is unset (Redis
+ *   lost everything, or nobody ran `boot` yet); the caller runs `boot` and calls again.
+ * - The fenced scripts (ack, detach, end with a fence, range) check the fence before they
+ *   write anything, so a member holding a stale generation changes nothing.
+ * - Key names found only while running (the player behind a sessionId, the `x:` of a replaced
+ *   session) are built from the prefix passed in ARGV and the tags of keys.ts. That is legal on
+ *   standalone Redis, Sentinel and Valkey, and one reason Redis Cluster is out of scope (§8).
+ * - Lua numbers are doubles: seqs and generations are exact far past any u32 frame seq.
+ */
+import type { Redis } from 'ioredis';
+import { KEY_TAGS } from './keys.js';
+
+/** Helpers every session script starts with. */
+const PRELUDE = `
+local function num(v) return tonumber(v) or 0 end
+
+-- Redis may have lost writes since this session was last written when its epoch is not the
+-- cluster's (a restart or failover changed run_id). Burn one seq: drop what is kept and skip a
+-- seq, so a resume from any lastSeq up to the old seq reports gap, and no new push reuses a seq
+-- a client may hold. xs = 1 lets the next resume catch a client holding more than Redis kept.
+local function cross(s, q, epoch)
+  if redis.call('HGET', s, 'ep') == epoch then return end
+  local burn = num(redis.call('HGET', s, 'seq')) + 1
+  redis.call('DEL', q)
+  redis.call('HSET', s, 'seq', burn, 'fgt', burn, 'b', 0, 'ep', epoch, 'xs', 1)
+end
+
+-- Forgets the kept pushes up to upTo (at most seq). The list holds exactly fgt+1 .. seq, so
+-- they are its first upTo - fgt elements, and their body bytes (element minus the 2-byte route)
+-- leave b. Returns the new fgt.
+local function trimTo(s, q, upTo)
+  local fgt = num(redis.call('HGET', s, 'fgt'))
+  local n = upTo - fgt
+  if n <= 0 then return fgt end
+  local bytes = 0
+  for _, e in ipairs(redis.call('LRANGE', q, 0, n - 1)) do bytes = bytes + #e - 2 end
+  redis.call('LTRIM', q, n, -1)
+  -- Not HINCRBY by -bytes: with bytes = 0 that is Lua's -0, which Redis refuses as "-0".
+  if bytes > 0 then redis.call('HINCRBY', s, 'b', 0 - bytes) end
+  redis.call('HSET', s, 'fgt', upTo)
+  return upTo
+end
+
+-- The fence: session sid, owned by member me, at generation gen. nil when it holds; else the
+-- reply for a caller that lost the session (UNKNOWN: ended, or replaced by a new login) or lost
+-- its ownership (FENCED, with the owner, '' while detached, and generation now).
+local function fence(s, sid, me, gen)
+  local m = redis.call('HMGET', s, 'sid', 'own', 'gen')
+  if m[1] ~= sid then return {'UNKNOWN'} end
+  if m[2] ~= me or num(m[3]) ~= tonumber(gen) then return {'FENCED', m[2], num(m[3])} end
+  return nil
+end
+
+local NOEPOCH = 'NOEPOCH cluster epoch not set: run boot'
+`;
+
+/**
+ * boot. KEYS: epoch, runid. ARGV: Redis run_id (INFO server), a fresh epoch.
+ * Starts a new cluster epoch when Redis is not the one the epoch belongs to (restart, failover,
+ * or never booted). Compare-and-set, so members booting together agree on one epoch.
+ * Returns {epoch, changed}.
+ */
+const BOOT = `
+local epoch = redis.call('GET', KEYS[1])
+if epoch and redis.call('GET', KEYS[2]) == ARGV[1] then return {epoch, 0} end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1])
+return {ARGV[2], 1}
+`;
+
+/**
+ * login. KEYS: s, q, i, x:<new sid>, epoch. ARGV: pid, sid, tokHash, me, prefix, tombstoneMs.
+ * A new session for the player, owned by me. Replaces the player's previous session, if any:
+ * its x: becomes the tombstone ~replaced, and its pushes and push ids go (a new session starts
+ * at seq 0, as on a single node). gen = the old gen + 1.
+ * Returns {'OK', gen, old sid, old owner, old gen} ('' and 0 when there was none).
+ */
+const LOGIN = `${PRELUDE}
+local epoch = redis.call('GET', KEYS[5])
+if not epoch then return redis.error_reply(NOEPOCH) end
+local old = redis.call('HMGET', KEYS[1], 'sid', 'own', 'gen')
+if old[1] then
+  redis.call('SET', ARGV[5] .. '${KEY_TAGS.sessionId}' .. old[1], '~replaced', 'PX', ARGV[6])
+end
+local gen = num(old[3]) + 1
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'sid', ARGV[2], 'tok', ARGV[3], 'own', ARGV[4], 'gen', gen, 'st', 'online',
+  'seq', 0, 'fgt', 0, 'ack', 0, 'b', 0, 'ep', epoch, 'xs', 0)
+redis.call('SET', KEYS[4], ARGV[1])
+return {'OK', gen, old[1] or '', old[2] or '', num(old[3])}
+`;
+
+/**
+ * resume. KEYS: x:<sid>, epoch. ARGV: prefix, sid, tokHash, lastSeq, me, pageLimit.
+ * Checks the token hash, then moves ownership to me with gen + 1, whoever held it (the old link
+ * may be half-open: the resume wins). The gap rule is PushBuffer's: upTo = min(lastSeq, seq),
+ * gap = fgt > upTo; the pushes up to upTo are trimmed as by an ACK.
+ * Returns {'UNKNOWN', reason} ('' for no such session or a wrong token, which learns nothing)
+ * or {'OK', pid, gen, gap, seq, fgt, upTo, prev owner, prev gen, prev state, first page of the
+ * kept pushes after upTo}; element k of the page has seq fgt + 1 + k.
+ */
+const RESUME = `${PRELUDE}
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then return redis.error_reply(NOEPOCH) end
+local pid = redis.call('GET', KEYS[1])
+if not pid then return {'UNKNOWN', ''} end
+if string.sub(pid, 1, 1) == '~' then return {'UNKNOWN', string.sub(pid, 2)} end
+local s = ARGV[1] .. '${KEY_TAGS.meta}' .. pid
+local q = ARGV[1] .. '${KEY_TAGS.pushes}' .. pid
+local m = redis.call('HMGET', s, 'sid', 'tok', 'own', 'gen', 'st')
+if m[1] ~= ARGV[2] or m[2] ~= ARGV[3] then return {'UNKNOWN', ''} end
+cross(s, q, epoch)
+local lastSeq = tonumber(ARGV[4])
+local seq = num(redis.call('HGET', s, 'seq'))
+local fgt = num(redis.call('HGET', s, 'fgt'))
+if redis.call('HGET', s, 'xs') == '1' and lastSeq >= fgt then
+  -- Crossed an epoch, and the client holds the burned seq or more: those are pushes Redis may
+  -- have lost, so nothing here can be trusted to follow them. Burn past them as well.
+  local burn = math.max(seq, lastSeq) + 1
+  redis.call('DEL', q)
+  redis.call('HSET', s, 'seq', burn, 'fgt', burn, 'b', 0)
+  seq, fgt = burn, burn
+end
+local upTo = math.min(lastSeq, seq)
+local gap = fgt > upTo
+trimTo(s, q, upTo)
+if upTo > num(redis.call('HGET', s, 'ack')) then redis.call('HSET', s, 'ack', upTo) end
+local gen = num(m[4]) + 1
+redis.call('HSET', s, 'own', ARGV[5], 'gen', gen, 'st', 'online', 'xs', 0)
+local limit = tonumber(ARGV[6])
+local page = redis.call('LRANGE', q, 0, limit - 1)
+fgt = num(redis.call('HGET', s, 'fgt'))
+return {'OK', pid, gen, gap and 1 or 0, seq, fgt, upTo, m[3] or '', num(m[4]), m[5] or '', page}
+`;
+
+/**
+ * push. KEYS: s, q, i, epoch. ARGV: element (u16 route ‖ body), push id ('' = none), bufferMax,
+ * bufferMaxBytes (-1 = no byte bound), pushIdsMax.
+ * Not fenced: any member may push to any session. A push id seen among the player's last
+ * pushIdsMax ids answers that push's seq as a duplicate and stores nothing. Otherwise seq + 1,
+ * append, then drop the oldest while over the count bound or over the byte bound (always keeping
+ * the newest), fgt following.
+ * Returns {'UNKNOWN'} (no session) or {'OK' | 'DUP', seq, owner, state, dropped}.
+ */
+const PUSH = `${PRELUDE}
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then return redis.error_reply(NOEPOCH) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
+cross(KEYS[1], KEYS[2], epoch)
+local m = redis.call('HMGET', KEYS[1], 'own', 'st')
+local id = ARGV[2]
+if id ~= '' then
+  local seen = redis.call('ZSCORE', KEYS[3], id)
+  if seen then return {'DUP', tonumber(seen), m[1], m[2], 0} end
+end
+local el = ARGV[1]
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local n = redis.call('RPUSH', KEYS[2], el)
+local b = redis.call('HINCRBY', KEYS[1], 'b', #el - 2)
+local max, maxBytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local dropped = 0
+while n > max or (maxBytes >= 0 and b > maxBytes and n > 1) do
+  b = b - (#redis.call('LPOP', KEYS[2]) - 2)
+  n = n - 1
+  dropped = dropped + 1
+end
+if dropped > 0 then
+  redis.call('HSET', KEYS[1], 'b', b)
+  redis.call('HINCRBY', KEYS[1], 'fgt', dropped)
+end
+if id ~= '' then
+  redis.call('ZADD', KEYS[3], seq, id)
+  -- Scores are seqs, so rank order is push order: keep the newest pushIdsMax ids.
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[5]) + 1))
+end
+return {'OK', seq, m[1], m[2], dropped}
+`;
+
+/**
+ * ack. KEYS: s, q, epoch. ARGV: sid, me, gen, seq.
+ * Fenced. The client holds everything up to seq (taken as at most the newest push): forget it.
+ * Returns {'OK', fgt}, {'FENCED', owner, gen} or {'UNKNOWN'}.
+ */
+const ACK = `${PRELUDE}
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then return redis.error_reply(NOEPOCH) end
+local f = fence(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if f then return f end
+cross(KEYS[1], KEYS[2], epoch)
+local a = math.min(tonumber(ARGV[4]), num(redis.call('HGET', KEYS[1], 'seq')))
+local fgt = trimTo(KEYS[1], KEYS[2], a)
+if a > num(redis.call('HGET', KEYS[1], 'ack')) then redis.call('HSET', KEYS[1], 'ack', a) end
+return {'OK', fgt}
+`;
+
+/**
+ * detach. KEYS: s, q, epoch. ARGV: sid, me, gen.
+ * Fenced. The owner's link went away: no owner, state detached; pushes keep being stored.
+ * Returns {'OK'}, {'FENCED', owner, gen} or {'UNKNOWN'}.
+ */
+const DETACH = `${PRELUDE}
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then return redis.error_reply(NOEPOCH) end
+local f = fence(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if f then return f end
+cross(KEYS[1], KEYS[2], epoch)
+redis.call('HSET', KEYS[1], 'own', '', 'st', 'detached')
+return {'OK'}
+`;
+
+/**
+ * end. KEYS: s, q, i. ARGV: prefix, sid ('' = whichever session the player has: kick, idle),
+ * me, gen, reason, tombstoneMs.
+ * Fenced when sid is given (the owner ends its own session: logout, shutdown). Deletes the
+ * session's keys and leaves x:<sid> as the tombstone ~reason, so a late resume learns why.
+ * Returns {'OK', sid, owner}, {'FENCED', owner, gen} or {'UNKNOWN'}.
+ */
+const END = `${PRELUDE}
+local m = redis.call('HMGET', KEYS[1], 'sid', 'own')
+if not m[1] then return {'UNKNOWN'} end
+if ARGV[2] ~= '' then
+  local f = fence(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+  if f then return f end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('SET', ARGV[1] .. '${KEY_TAGS.sessionId}' .. m[1], '~' .. ARGV[5], 'PX', ARGV[6])
+return {'OK', m[1], m[2]}
+`;
+
+/**
+ * range. KEYS: s, q, epoch. ARGV: sid, me, gen, after, limit.
+ * Fenced read of up to limit kept pushes after seq `after` (replay pages, hole filling). It
+ * writes only when the session crossed an epoch (the burn), so the owner never reads a list
+ * that Redis may have lost part of.
+ * Returns {'OK', fgt, seq, first seq, elements}, {'FENCED', owner, gen} or {'UNKNOWN'}.
+ */
+const RANGE = `${PRELUDE}
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then return redis.error_reply(NOEPOCH) end
+local f = fence(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if f then return f end
+cross(KEYS[1], KEYS[2], epoch)
+local fgt = num(redis.call('HGET', KEYS[1], 'fgt'))
+local seq = num(redis.call('HGET', KEYS[1], 'seq'))
+local start = math.max(tonumber(ARGV[4]) - fgt, 0)
+local els = redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[5]) - 1)
+return {'OK', fgt, seq, fgt + 1 + start, els}
+`;
+
+interface ScriptDef {
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+/** Every script, with its KEYS count. */
+export const SCRIPTS = {
+  boot: { numberOfKeys: 2, lua: BOOT },
+  login: { numberOfKeys: 5, lua: LOGIN },
+  resume: { numberOfKeys: 2, lua: RESUME },
+  push: { numberOfKeys: 4, lua: PUSH },
+  ack: { numberOfKeys: 3, lua: ACK },
+  detach: { numberOfKeys: 3, lua: DETACH },
+  end: { numberOfKeys: 3, lua: END },
+  range: { numberOfKeys: 3, lua: RANGE },
+} as const satisfies Record<string, ScriptDef>;
+
+export type ScriptName = keyof typeof SCRIPTS;
+export type ScriptArg = string | number | Buffer;
+
+/** The ioredis command a script is defined as (its `…Buffer` twin answers bulk strings as Buffers). */
+const commandOf = (name: ScriptName): string => `gate${name.charAt(0).toUpperCase()}${name.slice(1)}`;
+
+/** Defines every script on `redis` (idempotent: a second definition replaces the first). */
+export function defineScripts(redis: Redis): void {
+  for (const [name, def] of Object.entries(SCRIPTS) as [ScriptName, ScriptDef][]) redis.defineCommand(commandOf(name), def);
+}
+
+/**
+ * Runs a script defined by `defineScripts`: KEYS then ARGV in `args`. `binary` answers bulk
+ * strings as Buffers (scripts that return push bodies); otherwise as UTF-8 strings.
+ */
+export function runScript(redis: Redis, name: ScriptName, args: readonly ScriptArg[], binary = false): Promise<unknown> {
+  const command = commandOf(name) + (binary ? 'Buffer' : '');
+  const fn = (redis as unknown as Record<string, ((...a: ScriptArg[]) => Promise<unknown>) | undefined>)[command];
+  if (fn === undefined) throw new TypeError(`runScript: ${command} is not defined on this client (call defineScripts first)`);
+  return fn.apply(redis, args as ScriptArg[]);
+}
