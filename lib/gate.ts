@@ -5,7 +5,6 @@ import {
   NEVER,
   Subject,
   Subscription,
-  asyncScheduler,
   catchError,
   exhaustMap,
   filter,
@@ -18,7 +17,6 @@ import {
   takeWhile,
   timer,
   Observable,
-  type Observer,
   type SchedulerLike,
   type Subscriber,
 } from 'rxjs';
@@ -30,42 +28,26 @@ import { FrameType, frame, type Frame } from './frame.js';
 import { CoarseScheduler } from './coarseScheduler.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { QuietWatch } from './ops/idleTimeout.js';
-import { LinkDeadlines } from './ops/watchLink.js';
 import { paceByCredit } from './ops/paceByCredit.js';
-import { TokenBucket } from './ops/rateLimit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
-import { PUSH_IDS_MIN, PushIds } from './pushIds.js';
-import { Session } from './session.js';
+import { PUSH_IDS_MIN, PushIds } from './session/pushIds.js';
+import { Session } from './session/session.js';
 import { childTraceparent } from './trace.js';
-import { MemorySessionStore, type SessionStore } from './sessionStore.js';
+import { MemorySessionStore, type SessionStore } from './session/sessionStore.js';
 import { gotBackendClient, type BackendClient, type BackendEvent } from './streams/backend.js';
 import { EventQueue } from './streams/events.js';
 import { tcpConnection$, wsConnection$, type Admission } from './streams/listeners.js';
 import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
 import { upstreamCall$, type RpcOutcome, type UpstreamCallConfig } from './streams/upstream.js';
 import { COMPRESS_MIN_BYTES, errorFrame, inboundBody, jsonFrame, outboundFrame, parseHello, type Hello } from './wire.js';
+import { Link, type ConnState, type RequestJob } from './link.js';
 
-/** One client REQUEST on its way upstream. */
-export interface RequestJob {
-  readonly session: Session;
-  readonly route: number;
-  readonly seq: number;
-  /** Owned copy (the frame's view would pin the receive chunk past this tick). */
-  readonly body: Buffer;
-  readonly traceparent: string | undefined;
-}
+export type { RequestJob } from './link.js';
 
 interface Answer {
   readonly job: RequestJob;
   readonly outcome: RpcOutcome;
-}
-
-/** Per-connection state: where it is in the login dance, and its session once logged in. */
-interface ConnState {
-  phase: 'hello' | 'authing' | 'online';
-  session: Session | null;
-  hello: Hello | null;
 }
 
 export interface PushResult {
@@ -754,82 +736,6 @@ export class Gate {
     this.subs.unsubscribe();
     await this.rpc?.close();
     this.backend?.close();
-  }
-}
-
-/**
- * One connection's pipeline: the observer of its `frames$`, feeding REQUEST jobs into the
- * gate's job stream. It watches the HELLO and silence deadlines (LinkDeadlines,
- * the state machine of the `watchLink` operator), applies --rate-limit (TokenBucket, behind
- * `rateLimit`), dispatches each frame synchronously and emits REQUEST jobs; any error ends in
- * a BYE for this link only, and the teardown detaches its session.
- * why not composed (`frames$ ▸ watchLink ▸ rateLimit ▸ map ▸ filter ▸ catchError ▸ finalize`):
- * measured at about 5.4 KB per connection in closures, contexts and subscribers, more than the
- * socket itself, against a 4 KB budget per idle connection; one object with prototype methods
- * costs its fields.
- */
-class Link implements ConnState, Observer<Frame> {
-  phase: ConnState['phase'] = 'hello';
-  /** Set once the link's pipeline is over (idempotent end). */
-  private ended = false;
-  session: Session | null = null;
-  hello: Hello | null = null;
-  /** The error the gate closed this link for, if it did. */
-  private closedBy: GatewayError | null = null;
-  private readonly deadlines: LinkDeadlines;
-  private readonly bucket: TokenBucket | null;
-  private frames: Subscription | null = null;
-
-  constructor(
-    private readonly gate: Gate,
-    private readonly conn: Connection,
-    private readonly out: { next(job: RequestJob): void },
-  ) {
-    const cfg = gate.cfg;
-    this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, gate.deadlineScheduler, this);
-    this.bucket = cfg.rateLimit === null ? null : new TokenBucket(cfg.rateLimit, cfg.rateLimit, cfg.rateLimit, asyncScheduler);
-  }
-
-  /** Subscribes to the frames, then arms the deadlines. */
-  start(): void {
-    this.frames = this.conn.frames$.subscribe(this);
-    if (this.ended) this.frames.unsubscribe();
-    else this.deadlines.arm();
-  }
-
-  next(f: Frame): void {
-    try {
-      this.deadlines.frame(f.type === FrameType.HELLO);
-      if (this.bucket !== null && f.type === FrameType.REQUEST && !this.bucket.take()) {
-        this.gate.onRateLimited(this.conn, f);
-        return;
-      }
-      const job = this.gate.onFrame(this.conn, this, f);
-      if (job !== null) this.out.next(job);
-    } catch (e) {
-      this.error(e);
-    }
-  }
-
-  error(err: unknown): void {
-    if (this.ended) return;
-    this.closedBy = isGatewayError(err) ? err : new GatewayError('GW_ERR_FRAME_UNEXPECTED', String(err));
-    this.gate.closeWith(this.conn, this.closedBy);
-    this.end();
-  }
-
-  complete(): void {
-    this.end();
-  }
-
-  /** The link is over (frames$ completed, or an error closed it): release it, detach its session. */
-  private end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.deadlines.unsubscribe();
-    this.frames?.unsubscribe();
-    this.frames = null;
-    this.gate.connectionEnded(this.conn, this, this.closedBy);
   }
 }
 

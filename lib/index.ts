@@ -9,6 +9,6 @@ export { FrameDecoder } from './frameDecoder.js';
 export { Gate, type GateDeps, type PushResult, type PlayerInfo } from './gate.js';
 export { serve, createLogger, type RunningGate } from './serve.js';
 export type { Connection, Transport } from './connection.js';
-export type { SessionStore } from './sessionStore.js';
+export type { SessionStore } from './session/sessionStore.js';
 export type { RpcClient, RpcRequest, RpcReply } from './streams/rpcClient.js';
 export type { BackendClient, BackendEvent } from './streams/backend.js';

@@ -1,5 +1,5 @@
 /**
- * Model-based test of lib/pushBuffer.ts (fast-check `fc.commands`, §2.4 replay buffer). The model
+ * Model-based test of lib/session/pushBuffer.ts (fast-check `fc.commands`, §2.4 replay buffer). The model
  * is the plain list of kept seqs, the highest ACK, the seqs dropped by overflow and every seq ever
  * added; every command checks the real buffer against it. fast-check prints the seed and the shrunk command list on
  * failure; replay one with `fc.assert(..., { seed, path })`.
@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { assertProperty } from './helpers/props.js';
-import { PushBuffer } from '../lib/pushBuffer.js';
+import { PushBuffer } from '../lib/session/pushBuffer.js';
 
 /** Runs of each property (spec/helpers/props.ts: FC_RUNS asks for more, within a time budget). */
 const RUNS = { runs: 100 };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PushBuffer } from '../lib/pushBuffer.js';
+import { PushBuffer } from '../lib/session/pushBuffer.js';
 
 const push = (seq: number, bytes: number) => ({ seq, route: 1, body: Buffer.alloc(bytes) });
 

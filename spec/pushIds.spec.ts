@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PushIds } from '../lib/pushIds.js';
+import { PushIds } from '../lib/session/pushIds.js';
 
 describe('PushIds', () => {
   it('should remember the seq of each id', () => {

@@ -1,7 +1,7 @@
 /**
  * Model-based test (fast-check `fc.commands`) of the cluster session store's core
  * (lib/cluster/redisSessions.ts) against the single node's semantics: the model is a
- * lib/pushBuffer.ts PushBuffer and a lib/pushIds.ts PushIds driven as lib/gate.ts drives them
+ * lib/session/pushBuffer.ts PushBuffer and a lib/session/pushIds.ts PushIds driven as lib/gate.ts drives them
  * (pushTo, ACK, resume), plus the client's lastSeq and which of two members holds the link. The
  * same commands run against a private redis-server; after every command the seqs, the duplicate
  * answers, the kept pushes (bytes and all), forgottenUpTo, the gap and the replay must agree, and
@@ -15,8 +15,8 @@ import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { FIELDS, sessionKeys } from '../lib/cluster/keys.js';
 import { RedisSessions, type Fence } from '../lib/cluster/redisSessions.js';
-import { PushBuffer, type KeptPush } from '../lib/pushBuffer.js';
-import { PushIds } from '../lib/pushIds.js';
+import { PushBuffer, type KeptPush } from '../lib/session/pushBuffer.js';
+import { PushIds } from '../lib/session/pushIds.js';
 import { assertProperty } from './helpers/props.js';
 import { startRedis, type RedisServer } from './helpers/redisServer.js';
 

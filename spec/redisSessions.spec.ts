@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { FIELDS, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from '../lib/cluster/keys.js';
 import { RedisSessions, type Fence, type RedisSessionsConfig, type ResumeResult } from '../lib/cluster/redisSessions.js';
-import type { KeptPush } from '../lib/pushBuffer.js';
+import type { KeptPush } from '../lib/session/pushBuffer.js';
 import { startRedis, type RedisServer } from './helpers/redisServer.js';
 
 const A = 'gA~0000000a';

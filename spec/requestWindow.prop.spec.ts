@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { assertProperty } from './helpers/props.js';
 import { FrameType, frame } from '../lib/frame.js';
-import { RequestWindow } from '../lib/requestWindow.js';
+import { RequestWindow } from '../lib/session/requestWindow.js';
 
 /** Runs of each property (spec/helpers/props.ts: FC_RUNS asks for more, within a time budget). */
 const RUNS = { runs: 100 };

@@ -16,8 +16,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { KeptPush } from '../pushBuffer.js';
-import { PUSH_IDS_MIN } from '../pushIds.js';
+import type { KeptPush } from '../session/pushBuffer.js';
+import { PUSH_IDS_MIN } from '../session/pushIds.js';
 import { DEFAULT_PREFIX, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from './keys.js';
 import { defineScripts, runScript, type ScriptArg, type ScriptName } from './scripts.js';
 

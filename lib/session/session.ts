@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Connection } from './connection.js';
-import type { QuietWatch } from './ops/idleTimeout.js';
+import type { Connection } from '../connection.js';
+import type { QuietWatch } from '../ops/idleTimeout.js';
 import { PushBuffer } from './pushBuffer.js';
 import type { PushIds } from './pushIds.js';
 import { RequestWindow } from './requestWindow.js';

@@ -1,4 +1,4 @@
-import { frame, type Frame, type FrameTypeCode } from './frame.js';
+import { frame, type Frame, type FrameTypeCode } from '../frame.js';
 
 /** What to do with an incoming REQUEST seq (§2.5). */
 export type WindowVerdict =
