@@ -61,6 +61,17 @@ local function fence(s, sid, me, gen)
 end
 
 local NOEPOCH = 'NOEPOCH cluster epoch not set: run boot'
+
+-- How every fenced script starts (KEYS s, q, epoch; ARGV sid, me, gen): the cluster epoch must
+-- be set, the fence must hold, then the epoch burn. Returns the reply to stop with, or nil.
+local function enter(s, q, epochKey, sid, me, gen)
+  local epoch = redis.call('GET', epochKey)
+  if not epoch then return redis.error_reply(NOEPOCH) end
+  local f = fence(s, sid, me, gen)
+  if f then return f end
+  cross(s, q, epoch)
+  return nil
+end
 `;
 
 /**
@@ -191,11 +202,8 @@ return {'OK', seq, m[1], m[2], dropped}
  * Returns {'OK', fgt}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
 const ACK = `${PRELUDE}
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then return redis.error_reply(NOEPOCH) end
-local f = fence(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-if f then return f end
-cross(KEYS[1], KEYS[2], epoch)
+local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+if stop then return stop end
 local a = math.min(tonumber(ARGV[4]), num(redis.call('HGET', KEYS[1], 'seq')))
 local fgt = trimTo(KEYS[1], KEYS[2], a)
 if a > num(redis.call('HGET', KEYS[1], 'ack')) then redis.call('HSET', KEYS[1], 'ack', a) end
@@ -208,11 +216,8 @@ return {'OK', fgt}
  * Returns {'OK'}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
 const DETACH = `${PRELUDE}
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then return redis.error_reply(NOEPOCH) end
-local f = fence(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-if f then return f end
-cross(KEYS[1], KEYS[2], epoch)
+local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+if stop then return stop end
 redis.call('HSET', KEYS[1], 'own', '', 'st', 'detached')
 return {'OK'}
 `;
@@ -244,11 +249,8 @@ return {'OK', m[1], m[2]}
  * Returns {'OK', fgt, seq, first seq, elements}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
 const RANGE = `${PRELUDE}
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then return redis.error_reply(NOEPOCH) end
-local f = fence(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-if f then return f end
-cross(KEYS[1], KEYS[2], epoch)
+local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+if stop then return stop end
 local fgt = num(redis.call('HGET', KEYS[1], 'fgt'))
 local seq = num(redis.call('HGET', KEYS[1], 'seq'))
 local start = math.max(tonumber(ARGV[4]) - fgt, 0)
