@@ -90,7 +90,7 @@ async function serveCommand(argv: string[]): Promise<void> {
 /** After the parent of a `gate serve` started with IPC is gone: the wait for requests and for events, ms. */
 const PARENT_GONE_WAIT_MS = 1_000;
 /** … and the most the whole shutdown may take before the process exits anyway, ms. */
-const PARENT_GONE_EXIT_MS = 10_000;
+const PARENT_GONE_EXIT_MS = 5_000;
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);

@@ -19,8 +19,8 @@ import { waitFor, withTimeout } from './helpers/wait.js';
 
 /** Bound on the children of a run starting (node start-up, gate spawn; generous for a busy machine). */
 const START_MS = 30_000;
-/** Bound on the children ending once their parent is gone. */
-const GONE_MS = 15_000;
+/** Bound on the children ending once their parent is gone (a gate takes at most 5 s; this is the safety net on a busy machine). */
+const GONE_MS = 30_000;
 /** Bound on a parent exiting after its signal. */
 const EXIT_MS = 30_000;
 
