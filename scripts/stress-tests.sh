@@ -28,8 +28,11 @@ case "$rounds" in ''|*[!0-9]*|0) echo "stress-tests: -n must be a positive numbe
 src="$(cd "$(dirname "$0")/.." && pwd)"
 clone="$(mktemp -d /tmp/gate-stress.XXXXXX)"
 hog_pid=""
+round_pid=""
 cleanup() {
   [ -n "$hog_pid" ] && kill "$hog_pid" 2>/dev/null
+  # A round cut short (Ctrl-C, SIGTERM): end its whole process group, npm test and all below it.
+  [ -n "$round_pid" ] && kill -TERM -- "-$round_pid" 2>/dev/null
   [ "$keep" = 1 ] || rm -rf "$clone"
 }
 trap cleanup EXIT
@@ -71,8 +74,12 @@ for i in $(seq 1 "$rounds"); do
   marker="stress-$$-$i"
   log=".stress/round-$i.log"
   start=$(date +%s.%N)
-  GATE_BENCH_RUN="$marker" npm test >"$log" 2>&1
+  # Its own process group (setsid), so an interrupted run can end all of it.
+  GATE_BENCH_RUN="$marker" setsid npm test >"$log" 2>&1 &
+  round_pid=$!
+  wait "$round_pid"
   status=$?
+  round_pid=""
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   summary=$(grep -E '^# (pass|fail) ' "$log" | tr '\n' ' ')
   left=""
