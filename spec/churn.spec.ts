@@ -133,7 +133,8 @@ describe('churn: connect, log in, log out', () => {
 describe('churn: sessions left detached', () => {
   let h: Harness;
   before(async () => {
-    h = await startGate({ auth: 'none', idleTimeoutMs: IDLE_MS, helloTimeoutMs: HELLO_MS });
+    // The default --hello-timeout: a short one could end a login on a loaded machine before its HELLO is read.
+    h = await startGate({ auth: 'none', idleTimeoutMs: IDLE_MS });
   });
   after(() => h?.close());
 
@@ -159,11 +160,21 @@ describe('churn: sessions left detached', () => {
     assert.equal(new Set(ended.map((e) => e.playerId)).size, n, 'each player once');
   });
 
+});
+
+describe('churn: connections that never log in', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startGate({ auth: 'none', helloTimeoutMs: HELLO_MS });
+  });
+  after(() => h?.close());
+
   it('should close connections that never send HELLO after --hello-timeout', async () => {
     const n = Math.max(10, Math.floor(N / 10));
     const clients: TestClient[] = [];
+    // No count of them while open: that would be a race with the very timeout under test. Each
+    // one's BYE hello_timeout shows the gate accepted and timed it; the stats must end at zero.
     await runAll(n, PARALLEL, async (i) => void clients.push(await open(h, i)));
-    await statsUntil(h, `${n} silent connections to be counted`, (s) => s.connections === n);
     await Promise.all(clients.map((c, i) => withTimeout(c.closed, HELLO_MS + WAIT_MS, `silent connection ${i} to be closed`)));
     for (const c of clients) {
       const byes = c.frames.filter((f) => f.type === FrameType.BYE).map((f) => (json(f) as { code: string }).code);

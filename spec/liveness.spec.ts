@@ -151,11 +151,12 @@ for (const t of TRANSPORTS) {
       }));
 
     it('should keep a session alive while it sends REQUESTs', () =>
-      withGate({ idleTimeoutMs: 300, heartbeatMs: 1_000 }, async (h) => {
+      // 1 s: a stall of a loaded machine (client and gate share one event loop) must not fake idleness.
+      withGate({ idleTimeoutMs: 1_000, heartbeatMs: 5_000 }, async (h) => {
         const c = await open(h, t);
         await c.hello({ token: 'busy' }, WAIT_MS);
-        // 700ms of requests every 30ms: over twice the idle timeout, never 300ms without one.
-        const sent = await keepSending((n) => c.request(1, n, { n }), 30, 700, c.closed);
+        // 2.5 s of requests every 30 ms: over twice the idle timeout, never 1 s without one.
+        const sent = await keepSending((n) => c.request(1, n, { n }), 30, 2_500, c.closed);
         assert.equal(c.isClosed, false, 'a session sending REQUESTs must not be idled');
         for (let seq = 1; seq <= sent; seq++) await c.next((f) => f.type === FrameType.RESPONSE && f.seq === seq, WAIT_MS);
         // Then silence: the idle clock runs out.
