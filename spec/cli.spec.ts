@@ -16,7 +16,7 @@ import { connectTcp, connectWs, json, type TestClient } from './helpers/testClie
 
 const WAIT_MS = 5_000;
 /** Bound on a CLI run that should exit by itself, ms (node start-up included). */
-const EXIT_MS = 10_000;
+const EXIT_MS = 30_000;
 /** Listeners on free loopback ports, so a gate that wrongly starts binds nothing shared. */
 const LOOPBACK = ['--tcp', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--api', '127.0.0.1:0'];
 

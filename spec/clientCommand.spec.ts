@@ -18,7 +18,7 @@ import { formatBody, formatMessage, formatRequestError, parseInputLine, runClien
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { waitFor, waitForAsync, withTimeout } from './helpers/wait.js';
 
-const EXIT_WAIT_MS = 10_000;
+const EXIT_WAIT_MS = 30_000;
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v), 'utf8');
 const bodyJson = (f: Frame): unknown => JSON.parse(f.body.toString('utf8'));
 

@@ -15,7 +15,7 @@ import { spawnGate } from './helpers/gateProcess.js';
 import { ByeError, connectTcp, connectWs, describeFrame, json, type TestClient } from './helpers/testClient.js';
 
 /** Bound on a CLI run that should exit by itself, ms (node start-up included). */
-const EXIT_MS = 10_000;
+const EXIT_MS = 30_000;
 /** --upstream-timeout for the backend tests, ms. */
 const UPSTREAM_TIMEOUT_MS = 1_000;
 /** Slack over --upstream-timeout (plus retry backoff) for a stuck call's ERROR to arrive, ms. */

@@ -21,7 +21,7 @@ import { withTimeout } from './helpers/wait.js';
 /** Bound on any single wait, ms. */
 const WAIT_MS = 5_000;
 /** Bound on a CLI run that should exit by itself, ms (node start-up included). */
-const EXIT_MS = 10_000;
+const EXIT_MS = 30_000;
 /** Largest frame this file's clients accept. */
 const CLIENT_MAX_FRAME = 1024 * 1024;
 

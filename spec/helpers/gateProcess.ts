@@ -9,6 +9,11 @@ import { RUN_MARKER_ENV } from '../../lib/parentWatch.js';
 
 /** The compiled CLI, relative to this compiled helper (dist/spec/helpers → dist/bin). */
 export const GATE_BIN = fileURLToPath(new URL('../../bin/gate.js', import.meta.url));
+/**
+ * Safety net on a child's start-up line or exit, ms: node starts a gate in about 0.5 s, but a
+ * machine with every core busy has been seen to take over 10 s. Only a failure waits this long.
+ */
+const START_EXIT_MS = 30_000;
 /** How long a child gets to exit after SIGKILL before a test gives up on it, ms. */
 const KILL_WAIT_MS = 5_000;
 
@@ -77,7 +82,7 @@ export function spawnGate(args: string[], env: Record<string, string> = {}, wrap
   );
   const describe = (): string => `stdout: ${lines.slice(-10).join('\n') || '(none)'}; stderr: ${err || '(none)'}`;
 
-  const waitForLog = (msg: string, timeoutMs = 10_000): Promise<Record<string, unknown>> =>
+  const waitForLog = (msg: string, timeoutMs = START_EXIT_MS): Promise<Record<string, unknown>> =>
     new Promise((resolve, reject) => {
       const check = (): void => {
         for (const line of lines) {
@@ -110,7 +115,7 @@ export function spawnGate(args: string[], env: Record<string, string> = {}, wrap
       check();
     });
 
-  const waitForExit = (timeoutMs = 10_000): Promise<Exit> =>
+  const waitForExit = (timeoutMs = START_EXIT_MS): Promise<Exit> =>
     new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
