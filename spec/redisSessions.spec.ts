@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
 import { FIELDS, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from '../lib/cluster/keys.js';
 import { RedisSessions, type Fence, type RedisSessionsConfig, type ResumeResult } from '../lib/cluster/redisSessions.js';
@@ -16,6 +16,17 @@ import { startRedis, type RedisServer } from './helpers/redisServer.js';
 
 const A = 'gA~0000000a';
 const B = 'gB~0000000b';
+
+/** Redis crashes (SIGKILL: what it had not persisted is lost) and comes back on the same port; a new client on it. */
+async function crashAndRestart(t: TestContext, r1: RedisServer, c1: Redis): Promise<Redis> {
+  c1.disconnect();
+  await r1.kill();
+  const r2 = await startRedis(r1.port);
+  t.after(() => r2.stop());
+  const c2 = await connect(r2.url);
+  t.after(() => c2.disconnect());
+  return c2;
+}
 
 const connect = async (url: string): Promise<Redis> => {
   const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -445,13 +456,7 @@ describe('RedisSessions', () => {
         const copy = await Promise.all(names.map(async (n) => [n, await c1.dumpBuffer(n)] as const));
         await pushN(s1, 'rs', lost); // these reach the client, then Redis crashes and loses them
         const lastSeq = 3 + lost;
-        c1.disconnect();
-        await r1.kill();
-
-        const r2 = await startRedis(r1.port);
-        t.after(() => r2.stop());
-        const c2 = await connect(r2.url);
-        t.after(() => c2.disconnect());
+        const c2 = await crashAndRestart(t, r1, c1);
         for (const [n, v] of copy) if (v) await c2.restore(n, 0, v);
         const s2 = new RedisSessions(c2, { prefix, member: B, bufferMax: 8 });
         const boot = await s2.boot(); // on ready, as a member does
@@ -479,12 +484,7 @@ describe('RedisSessions', () => {
       const e1 = (await s1.boot()).epoch;
       const { fence, token } = await login(s1, 'gone');
       await pushN(s1, 'gone', 2);
-      c1.disconnect();
-      await r1.kill();
-      const r2 = await startRedis(r1.port);
-      t.after(() => r2.stop());
-      const c2 = await connect(r2.url);
-      t.after(() => c2.disconnect());
+      const c2 = await crashAndRestart(t, r1, c1);
       const s2 = new RedisSessions(c2, { member: B, bufferMax: 8 });
       // Nobody booted this Redis yet: the script finds no epoch, boots, and runs again.
       assert.deepEqual(await s2.resume({ sessionId: fence.sessionId, resumeToken: token, lastSeq: 2 }), { kind: 'unknown', ended: null });
