@@ -26,6 +26,7 @@ export const GW_ERRORS = {
   GW_ERR_UPSTREAM_STATUS: { close: 1011, bye: null, message: 'backend answered non-2xx' },
   GW_ERR_UPSTREAM_TIMEOUT: { close: 1011, bye: null, message: 'backend attempt timed out (--upstream-timeout)' },
   GW_ERR_UPSTREAM_UNAVAILABLE: { close: 1011, bye: null, message: 'backend unreachable after retries' },
+  GW_ERR_CLUSTER_UNAVAILABLE: { close: 1013, bye: null, message: 'Redis (cluster mode) unreachable: try again' },
   GW_ERR_CONFIG: { close: 1011, bye: null, message: 'invalid configuration' },
   GW_ERR_LISTEN: { close: 1011, bye: null, message: 'could not listen' },
 } as const;
@@ -61,4 +62,6 @@ export type RequestErrorCode =
   | 'UPSTREAM_UNAVAILABLE'
   | 'OVERLOADED'
   | 'RATE_LIMITED'
-  | 'STALE_REQUEST';
+  | 'STALE_REQUEST'
+  /** Cluster mode: a HELLO while Redis is unreachable (seq 0; the link closes, try again). */
+  | 'CLUSTER_UNAVAILABLE';

@@ -31,8 +31,11 @@ import { QuietWatch } from './ops/idleTimeout.js';
 import { paceByCredit } from './ops/paceByCredit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
+import type { ClusterNode, SessionHolder } from './cluster/clusterNode.js';
+import type { EndReason, Fence } from './cluster/redisSessions.js';
+import type { KeptPush } from './session/pushBuffer.js';
 import { PUSH_IDS_MIN, PushIds } from './session/pushIds.js';
-import { Session } from './session/session.js';
+import { Session, newResumeToken } from './session/session.js';
 import { childTraceparent } from './trace.js';
 import { MemorySessionStore, type SessionStore } from './session/sessionStore.js';
 import { gotBackendClient, type BackendClient, type BackendEvent } from './streams/backend.js';
@@ -78,6 +81,8 @@ export interface GateDeps {
   idleScheduler?: SchedulerLike;
   /** Links from another transport (in-memory ones for benchmarks and tests), served like TCP and WS ones. */
   connections$?: Observable<Connection>;
+  /** Cluster mode (--redis): this member's Redis side; sessions are stored there. */
+  cluster?: ClusterNode | null;
 }
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
@@ -101,6 +106,8 @@ export class Gate {
   readonly store: SessionStore = new MemorySessionStore();
   readonly pool: WorkerPool;
   readonly events: EventQueue | null;
+  /** Cluster mode's Redis side, or null on a single node. */
+  readonly cluster: ClusterNode | null;
   readonly addresses: { tcp: string | null; ws: string | null; api: string | null } = { tcp: null, ws: null, api: null };
   readonly startedAt = Date.now();
   /** False while starting and from the start of shutdown (`/readyz`). */
@@ -163,6 +170,7 @@ export class Gate {
     this.deadlineScheduler = new CoarseScheduler(Math.min(250, Math.max(5, Math.floor(shortest / 20))));
     this.idleScheduler = deps.idleScheduler ?? this.deadlineScheduler;
     this.extraConnections$ = deps.connections$ ?? EMPTY;
+    this.cluster = deps.cluster ?? null;
     this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
     this.backend =
       deps.backend !== undefined
@@ -234,6 +242,8 @@ export class Gate {
       }),
     );
     if (this.events) this.subs.add(this.events.drain$.subscribe());
+    // Redis first: a member that cannot reach it must not accept clients it cannot log in.
+    if (this.cluster) await this.cluster.start(this.holder);
     await Promise.race([Promise.all(bound), failed]);
   }
 
@@ -321,14 +331,20 @@ export class Gate {
         if (st.phase !== 'hello') throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', 'second HELLO on one connection');
         st.phase = 'authing';
         st.hello = parseHello(f.body);
-        this.login(conn, st, st.hello).catch((e: unknown) =>
-          this.closeWith(conn, isGatewayError(e) ? e : new GatewayError('GW_ERR_AUTH_FAILED', `login failed: ${(e as Error)?.message ?? String(e)}`)),
-        );
+        this.login(conn, st, st.hello).catch((e: unknown) => {
+          // Redis away: the client is told so (and to try again), not that its login was refused.
+          if (isGatewayError(e, 'GW_ERR_CLUSTER_UNAVAILABLE')) conn.send(errorFrame(0, 0, 'CLUSTER_UNAVAILABLE', e.message));
+          this.closeWith(conn, isGatewayError(e) ? e : new GatewayError('GW_ERR_AUTH_FAILED', `login failed: ${(e as Error)?.message ?? String(e)}`));
+        });
         return null;
       case FrameType.REQUEST:
         return this.onRequest(conn, st, f);
       case FrameType.ACK:
-        if (st.session && st.phase === 'online') st.session.buffer.ack(Math.min(f.seq, st.session.pushSeq));
+        if (st.session && st.phase === 'online') {
+          const upTo = Math.min(f.seq, st.session.pushSeq);
+          st.session.buffer.ack(upTo);
+          this.cluster?.ack(st.session, upTo);
+        }
         return null;
       case FrameType.BYE:
         this.onClientBye(conn, st, f);
@@ -409,10 +425,14 @@ export class Gate {
   private async login(conn: Connection, st: ConnState, hello: Hello): Promise<void> {
     const r = hello.resume;
     if (r) {
-      const s = this.store.bySession(r.sessionId);
-      if (s && s.state !== 'ended' && sameSecret(s.resumeToken, r.resumeToken)) {
-        this.resume(conn, st, s, r.lastSeq, hello.compress);
-        return;
+      if (this.cluster) {
+        if (await this.resumeFromCluster(this.cluster, conn, st, r, hello.compress)) return;
+      } else {
+        const s = this.store.bySession(r.sessionId);
+        if (s && s.state !== 'ended' && sameSecret(s.resumeToken, r.resumeToken)) {
+          this.resume(conn, st, s, r.lastSeq, hello.compress);
+          return;
+        }
       }
       this.metrics.resumes.inc({ result: 'fresh' });
     }
@@ -424,16 +444,93 @@ export class Gate {
       throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);
     }
     if (!conn.isOpen) return; // the link went away while the backend was deciding
+    const resumeToken = newResumeToken();
+    let fence: Fence | null = null;
+    let replacedElsewhere: string | null = null;
+    if (this.cluster) {
+      // Stored first: the login is the cluster's (it replaces the player's session on any gate).
+      const c = this.cluster;
+      c.attaching(sessionId);
+      try {
+        const lr = await c.sessions.login({ playerId: res.playerId, sessionId, resumeToken });
+        fence = lr.fence;
+        replacedElsewhere = lr.replaced?.sessionId ?? null;
+      } catch (e) {
+        c.abandon(sessionId);
+        throw clusterUnavailable(e);
+      }
+    }
     const old = this.store.byPlayer(res.playerId);
-    if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
-    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress: hello.compress, sessionId });
+    const replaced = new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere');
+    if (old && fence !== null) {
+      // The login script ended it in Redis already: only the local part, and its event.
+      this.dropLocal(old, replaced);
+      this.emit('offline', old, 'replaced');
+    } else if (old) this.endSession(old, 'replaced', replaced);
+    else if (replacedElsewhere !== null) this.emit('offline', { playerId: res.playerId, sessionId: replacedElsewhere }, 'replaced');
+    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress: hello.compress, sessionId, resumeToken });
+    s.fence = fence;
     this.store.add(s);
     st.session = s;
     st.phase = 'online';
     this.watchIdle(s);
     this.sendWelcome(conn, s, false, false);
     this.emit('online', s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old }, 'login');
+    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old || replacedElsewhere !== null }, 'login');
+    this.cluster?.attached(s);
+    // The link went away while Redis answered: the session stays, detached, for a resume.
+    if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
+  }
+
+  /**
+   * Cluster mode's resume: Redis moves the session here whichever gate held it, and returns the
+   * kept pushes after lastSeq. False when Redis knows no such session (or the token is wrong): a
+   * fresh login follows, as on a single node.
+   */
+  private async resumeFromCluster(c: ClusterNode, conn: Connection, st: ConnState, r: NonNullable<Hello['resume']>, compress: boolean): Promise<boolean> {
+    c.attaching(r.sessionId);
+    const pushes: KeptPush[] = [];
+    let res;
+    try {
+      res = await c.sessions.resume(r);
+      if (res.kind === 'ok') {
+        pushes.push(...res.replay);
+        // Later pages (a replay longer than one page; at most --buffer-max pushes in all).
+        for (let more = res.more; more; ) {
+          const page = await c.sessions.range(res.fence, pushes.at(-1)?.seq ?? res.upTo);
+          if (page.kind !== 'ok') throw new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection');
+          pushes.push(...page.pushes);
+          more = page.pushes.length > 0 && (pushes.at(-1)?.seq ?? 0) < page.pushSeq;
+        }
+      }
+    } catch (e) {
+      c.abandon(r.sessionId);
+      throw isGatewayError(e) ? e : clusterUnavailable(e);
+    }
+    if (res.kind !== 'ok') {
+      c.abandon(r.sessionId);
+      return false;
+    }
+    // Held here already (the same gate, an older link or a detached copy): that copy lets go.
+    const old = this.store.bySession(r.sessionId);
+    if (old) this.dropLocal(old, old.conn && old.conn !== conn ? new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection') : null);
+    const s = new Session({ playerId: res.fence.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress, sessionId: r.sessionId, resumeToken: r.resumeToken });
+    s.fence = res.fence;
+    s.pushSeq = res.pushSeq;
+    for (const p of pushes) s.buffer.add(p);
+    this.store.add(s);
+    st.session = s;
+    st.phase = 'online';
+    this.watchIdle(s);
+    this.sendWelcome(conn, s, true, res.gap);
+    s.sentUpTo = res.upTo;
+    this.metrics.resumes.inc({ result: 'resumed' });
+    this.pump(s);
+    this.emit('resumed', s);
+    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
+    c.attached(s);
+    if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
+    return true;
   }
 
   private resume(conn: Connection, st: ConnState, s: Session, lastSeq: number, compress: boolean): void {
@@ -491,10 +588,23 @@ export class Gate {
     s.state = 'detached';
     this.emit('detached', s, reason);
     this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
+    if (this.cluster && s.fence) {
+      // Stored off the request path; a session that moved or ended meanwhile is let go here.
+      const f = s.fence;
+      this.cluster.sessions.detach(f).then(
+        (r) => {
+          if (r.kind !== 'ok' && s.fence === f) this.dropLocal(s, null);
+        },
+        (e: unknown) => this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'detach not stored (Redis away): a resume anywhere still takes the session over'),
+      );
+    }
   }
 
-  /** Ends a session for good: its link (if any) gets the BYE of `err`, the backend an `offline` event. */
-  endSession(s: Session, reason: string, err: GatewayError | null): void {
+  /**
+   * Lets a session go here, and only here: its link (if any) is closed with `err`. No store
+   * call and no event: the cluster already moved or ended it (or ends it next).
+   */
+  private dropLocal(s: Session, err: GatewayError | null): void {
     if (s.state === 'ended') return;
     s.state = 'ended';
     this.store.remove(s);
@@ -505,11 +615,45 @@ export class Gate {
       if (err) this.closeWith(conn, err);
       else conn.close(null);
     }
-    this.emit('offline', s, reason);
-    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
   }
 
-  private emit(type: BackendEvent['type'], s: Session, reason?: string): void {
+  /** What cluster notices may do to this gate's sessions. */
+  private readonly holder: SessionHolder = {
+    local: (sessionId) => this.store.bySession(sessionId),
+    deliver: (s, p) => {
+      s.pushSeq = p.seq;
+      const dropped = s.buffer.add(p);
+      if (dropped > 0) this.metrics.pushDrops.inc(dropped);
+      this.sendPush(s, p.seq, p.route, p.body);
+    },
+    drop: (s, err) => this.dropLocal(s, err),
+    release: (s) => {
+      // Closed without a BYE: the session detaches, and the client's resume learns the rest.
+      if (s.conn) s.conn.close(null);
+    },
+    all: () => this.store.all(),
+  };
+
+  /** Ends a session for good: its link (if any) gets the BYE of `err`, the backend an `offline` event. */
+  endSession(s: Session, reason: string, err: GatewayError | null): void {
+    if (s.state === 'ended') return;
+    this.dropLocal(s, err);
+    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
+    const f = s.fence;
+    if (!this.cluster || f === null) {
+      this.emit('offline', s, reason);
+      return;
+    }
+    // Ended in Redis if this gate still holds it (fenced otherwise: it moved, and lives on).
+    this.cluster.sessions.end(f, reason as EndReason).then(
+      (r) => {
+        if (r.kind === 'ok') this.emit('offline', s, reason);
+      },
+      (e: unknown) => this.log.warn({ sessionId: s.sessionId, reason, err: (e as Error).message }, 'session end not stored (Redis away)'),
+    );
+  }
+
+  private emit(type: BackendEvent['type'], s: { readonly playerId: string; readonly sessionId: string }, reason?: string): void {
     if (!this.events) return;
     const ev: BackendEvent =
       reason === undefined
@@ -588,10 +732,46 @@ export class Gate {
 
   // ---------------------------------------------------------------- push API
 
-  /** `id`: the backend's own id for this push; a second push with it is stored once (a retried POST). */
-  push(playerId: string, route: number, body: Buffer, id?: string): PushResult | null {
+  /**
+   * `id`: the backend's own id for this push; a second push with it is stored once (a retried
+   * POST). Synchronous on a single node; in cluster mode a promise, settled once Redis stored it
+   * (rejects with GW_ERR_CLUSTER_UNAVAILABLE when Redis is away: never a receipt for a push not stored).
+   */
+  push(playerId: string, route: number, body: Buffer, id?: string): PushResult | null | Promise<PushResult | null> {
+    if (this.cluster) return this.pushToCluster(this.cluster, playerId, route, body, id);
     const s = this.store.byPlayer(playerId);
     return s ? this.pushTo(s, route, body, id) : null;
+  }
+
+  /**
+   * Several pushes, in order (a batch, a broadcast page): synchronous on a single node; in
+   * cluster mode one Redis pipeline (auto-pipelining sends the scripts of one tick as one write).
+   */
+  pushMany(items: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): (PushResult | null)[] | Promise<(PushResult | null)[]> {
+    const c = this.cluster;
+    if (c) return Promise.all(items.map((p) => this.pushToCluster(c, p.playerId, p.route, p.body, p.id)));
+    return items.map((p) => this.push(p.playerId, p.route, p.body, p.id) as PushResult | null);
+  }
+
+  private async pushToCluster(c: ClusterNode, playerId: string, route: number, body: Buffer, id?: string): Promise<PushResult | null> {
+    let r;
+    try {
+      r = await c.sessions.push(id === undefined ? { playerId, route, body } : { playerId, route, body, id });
+    } catch (e) {
+      throw clusterUnavailable(e);
+    }
+    if (r.kind !== 'ok') return null;
+    if (r.dropped > 0) this.metrics.pushDrops.inc(r.dropped);
+    // `sent`: handed to the gate holding the link (its notice had a subscriber).
+    const status = r.state === 'online' && (r.notified || r.duplicate) ? 'sent' : 'buffered';
+    this.metrics.countPush(r.duplicate ? 'duplicate' : status).inc();
+    return r.duplicate ? { seq: r.seq, status, duplicate: true } : { seq: r.seq, status };
+  }
+
+  /** Every player with a session, in pages: this gate's (single node) or the cluster's. */
+  async *playerPages(): AsyncGenerator<string[]> {
+    if (this.cluster) yield* this.cluster.sessions.playerPages();
+    else yield [...this.store.all()].map((s) => s.playerId);
   }
 
   pushTo(s: Session, route: number, body: Buffer, id?: string): PushResult {
@@ -606,17 +786,18 @@ export class Gate {
     if (id !== undefined) (s.pushIds ??= new PushIds(Math.max(this.cfg.bufferMax, PUSH_IDS_MIN))).remember(id, seq);
     const dropped = s.buffer.add({ seq, route, body });
     if (dropped > 0) this.metrics.pushDrops.inc(dropped);
-    let sent = false;
-    if (s.conn !== null) {
-      if (s.pumping) sent = true; // queued behind the replay: the pump sends it in order
-      else if (s.conn.send(outboundFrame(FrameType.PUSH, route, seq, body, s.compress))) {
-        s.sentUpTo = seq;
-        sent = true;
-      }
-    }
-    const status = sent ? 'sent' : 'buffered';
+    const status = this.sendPush(s, seq, route, body) ? 'sent' : 'buffered';
     this.metrics.countPush(status).inc();
     return { seq, status };
+  }
+
+  /** Sends a buffered push on the session's link, unless a replay owns the order; true if it is on its way. */
+  private sendPush(s: Session, seq: number, route: number, body: Buffer): boolean {
+    if (s.conn === null) return false;
+    if (s.pumping) return true; // queued behind the replay: the pump sends it in order
+    if (!s.conn.send(outboundFrame(FrameType.PUSH, route, seq, body, s.compress))) return false;
+    s.sentUpTo = seq;
+    return true;
   }
 
   /**
@@ -655,13 +836,44 @@ export class Gate {
       });
   }
 
-  kick(playerId: string, reason: string | undefined): boolean {
+  kick(playerId: string, reason: string | undefined): boolean | Promise<boolean> {
+    if (this.cluster) return this.kickInCluster(this.cluster, playerId, reason);
     const s = this.store.byPlayer(playerId);
     if (!s) return false;
     this.endSession(s, 'kicked', new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
     return true;
   }
 
+  /** Ends the player's session wherever it is; the gate holding it closes the link (BYE kicked). */
+  private async kickInCluster(c: ClusterNode, playerId: string, reason: string | undefined): Promise<boolean> {
+    let r;
+    try {
+      r = await c.sessions.end({ playerId }, 'kicked', reason);
+    } catch (e) {
+      throw clusterUnavailable(e);
+    }
+    if (r.kind !== 'ok') return false;
+    const local = this.store.bySession(r.sessionId);
+    if (local) this.dropLocal(local, new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
+    this.emit('offline', { playerId, sessionId: r.sessionId }, 'kicked');
+    this.log.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
+    return true;
+  }
+
+  /** The player's session wherever it is: this gate's (single node), or from Redis (cluster mode). */
+  findPlayer(playerId: string): PlayerInfo | null | Promise<PlayerInfo | null> {
+    if (this.cluster) {
+      return this.cluster.sessions.info(playerId).then(
+        (i) => (i ? { playerId, sessionId: i.sessionId, state: i.state, pushSeq: i.pushSeq, buffered: i.kept, gateId: i.holder ? gateIdOf(i.holder) : '' } : null),
+        (e: unknown) => {
+          throw clusterUnavailable(e);
+        },
+      );
+    }
+    return this.player(playerId);
+  }
+
+  /** The player's session if this gate holds it. */
   player(playerId: string): PlayerInfo | null {
     const s = this.store.byPlayer(playerId);
     if (!s || s.state === 'ended') return null;
@@ -696,6 +908,24 @@ export class Gate {
 
   // ---------------------------------------------------------------- shutdown
 
+  /** Cluster shutdown of one session: BYE shutdown to its link, detached in Redis, `detached` event. */
+  private async detachForShutdown(s: Session): Promise<void> {
+    const f = s.fence;
+    const conn = s.conn;
+    const wasOnline = s.state === 'online';
+    s.state = 'ended'; // nothing here acts on it any more; Redis keeps it for a resume elsewhere
+    this.store.remove(s);
+    s.endActivity();
+    s.conn = null;
+    if (conn) this.closeWith(conn, new GatewayError('GW_ERR_SHUTDOWN'));
+    if (!wasOnline || f === null || !this.cluster) return;
+    try {
+      if ((await this.cluster.sessions.detach(f)).kind === 'ok') this.emit('detached', s, 'shutdown');
+    } catch (e) {
+      this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'detach at shutdown not stored (Redis away)');
+    }
+  }
+
   /**
    * Graceful shutdown, in the order of CONTRACT §5: not ready; listeners closed; in-flight
    * requests get up to the grace period and their answers delivered; BYE shutdown to every
@@ -718,8 +948,15 @@ export class Gate {
       );
       step(drained ? 'in-flight requests finished' : 'in-flight requests cut off after grace');
     } else step('no requests in flight');
-    for (const s of [...this.store.all()]) this.endSession(s, 'shutdown', new GatewayError('GW_ERR_SHUTDOWN'));
-    step('sessions ended');
+    if (this.cluster) {
+      // Cluster mode (§5): sessions detach instead of ending, to resume on another gate.
+      const held = [...this.store.all()];
+      await Promise.allSettled(held.map((s) => this.detachForShutdown(s)));
+      step(`sessions detached (${held.length})`);
+    } else {
+      for (const s of [...this.store.all()]) this.endSession(s, 'shutdown', new GatewayError('GW_ERR_SHUTDOWN'));
+      step('sessions ended');
+    }
     // A gate that never finished starting never told the backend anything: nothing to flush or withdraw.
     if (this.events && registered) {
       const ok = await this.events.flushed(flushMs);
@@ -734,10 +971,23 @@ export class Gate {
       }
     }
     this.subs.unsubscribe();
+    await this.cluster?.close();
     await this.rpc?.close();
     this.backend?.close();
   }
 }
+
+/** A Redis failure as the error clients and the push API see (a GatewayError passes through). */
+function clusterUnavailable(e: unknown): GatewayError {
+  if (isGatewayError(e)) return e;
+  return new GatewayError('GW_ERR_CLUSTER_UNAVAILABLE', `Redis unavailable: ${(e as Error)?.message ?? String(e)}`, undefined, { cause: e });
+}
+
+/** The gateId part of a member id (`<gateId>~<hex>`). */
+export const gateIdOf = (member: string): string => {
+  const i = member.lastIndexOf('~');
+  return i === -1 ? member : member.slice(0, i);
+};
 
 /** Constant-time comparison, so response timing says nothing about a resume token. */
 function sameSecret(a: string, b: string): boolean {

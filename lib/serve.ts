@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import pino, { type Logger } from 'pino';
 import type { GateConfig } from './config.js';
+import { ClusterNode } from './cluster/clusterNode.js';
 import { GatewayError } from './errors.js';
 import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
 import { Gate, type GateDeps, type ShutdownBounds } from './gate.js';
@@ -26,18 +28,27 @@ export function createLogger(level: string): Logger {
  * GatewayError(GW_ERR_LISTEN) after closing whatever had started.
  */
 export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Promise<RunningGate> {
-  // Cluster mode (CONTRACT §5) is not built yet: refuse rather than run single-node while the
-  // operator believes sessions are shared.
-  if (cfg.redis !== null)
-    throw new GatewayError('GW_ERR_CONFIG', '--redis: cluster mode is not available in this version of gate (run without --redis)', { option: 'redis' });
+  // Refused rather than run as one process while the operator believes every core serves.
+  if (cfg.procs > 1) throw new GatewayError('GW_ERR_CONFIG', `--procs: ${cfg.procs} worker processes are not built yet in this version of gate (run --procs 1, one gate per core on its own ports)`, { option: 'procs' });
   const logger = deps.logger ?? createLogger(cfg.logLevel);
+  // Cluster mode (CONTRACT §5): this process is one member, named afresh at each start, so a
+  // restarted gate never mistakes the sessions of its previous life for its own.
+  const cluster =
+    deps.cluster !== undefined
+      ? deps.cluster
+      : cfg.redis !== null
+        ? new ClusterNode(
+            { url: cfg.redis, prefix: cfg.redisPrefix, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes },
+            logger.child({ gateId: cfg.gateId }),
+          )
+        : null;
   let demo: DemoBackend | null = null;
   let effective = cfg;
   if (!cfg.upstream) {
     demo = await startDemoBackend({ host: '127.0.0.1', port: 0, apiKey: cfg.apiKey, logger: logger.child({ component: 'demo-backend' }) });
     effective = { ...cfg, upstream: demo.url };
   }
-  const gate = new Gate(effective, { ...deps, logger });
+  const gate = new Gate(effective, { ...deps, logger, cluster });
   let api: ApiServer;
   try {
     await gate.start();
@@ -51,7 +62,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
   gate.ready = true;
   gate.startRegistration();
   const addresses = { tcp: gate.addresses.tcp, ws: gate.addresses.ws, api: api.address };
-  logger.info({ gateId: cfg.gateId, ...addresses, upstream: demo ? 'embedded demo' : cfg.upstream }, 'listening');
+  logger.info({ gateId: cfg.gateId, ...addresses, upstream: demo ? 'embedded demo' : cfg.upstream, ...(cluster ? { member: cluster.member, redisPrefix: cfg.redisPrefix } : {}) }, 'listening');
   // Pinned to one core, V8's concurrent GC threads pre-empt the main thread and stall it at the
   // end of each major GC. The flag is not allowed in NODE_OPTIONS and cannot be set once V8 runs,
   // so the gate can only say so (docs/operations.md, "One core").

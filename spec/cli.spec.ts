@@ -67,7 +67,7 @@ describe('cli: bad options', { concurrency: 4 }, () => {
     { name: 'a --config file with bad JSON', file: '{"workers": 4,', names: /--config\b/ },
     { name: 'a --config file with a bad value', file: '{"heartbeat": "soon"}', names: /heartbeat/ },
     { name: 'GATE_WORKERS=abc', env: { GATE_WORKERS: 'abc' }, names: /--workers\b|GATE_WORKERS/ },
-    { name: '--redis (cluster mode not built)', args: ['--redis', 'redis://127.0.0.1:6379'], names: /--redis\b/ },
+    { name: '--redis ftp://x (not a redis URL)', args: ['--redis', 'ftp://127.0.0.1:6379'], names: /--redis\b/ },
     { name: '--procs 2 without --redis', args: ['--procs', '2'], names: /--procs\b/ },
   ];
   for (const c of cases) {

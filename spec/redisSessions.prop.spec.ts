@@ -102,14 +102,14 @@ class Push implements Cmd {
     const owner = { owner: idOf(m.attached), state: m.attached === null ? 'detached' : 'online' };
     if (first !== undefined) {
       seen.duplicates++;
-      assert.deepEqual(got, { kind: 'ok', seq: first, duplicate: true, dropped: 0, ...owner });
+      assert.deepEqual(got, { kind: 'ok', seq: first, duplicate: true, dropped: 0, ...owner, notified: false });
     } else {
       const seq = ++m.pushSeq;
       if (this.id !== undefined) m.ids.remember(this.id, seq);
       const dropped = m.buffer.add({ seq, route: this.route, body: this.body });
       seen.drops += dropped;
       if (m.attached !== null) m.seen = seq; // delivered live
-      assert.deepEqual(got, { kind: 'ok', seq, duplicate: false, dropped, ...owner });
+      assert.deepEqual(got, { kind: 'ok', seq, duplicate: false, dropped, ...owner, notified: false });
     }
     await assertState(m, r);
   }

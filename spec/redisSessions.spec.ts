@@ -114,13 +114,13 @@ describe('RedisSessions', () => {
 
     for (let seq = 1; seq <= 3; seq++) {
       assert.deepEqual(await a.push({ playerId: 'p1', route: 100 + seq, body: Buffer.from(`b${seq}`) }), {
-        kind: 'ok', seq, duplicate: false, dropped: 0, owner: A, state: 'online',
+        kind: 'ok', seq, duplicate: false, dropped: 0, owner: A, state: 'online', notified: false,
       });
     }
     assert.deepEqual(await a.ack(l.fence, 2), { kind: 'ok', forgottenUpTo: 2 });
     assert.deepEqual(await a.detach(l.fence), { kind: 'ok' });
     assert.deepEqual(await b.push({ playerId: 'p1', route: 104, body: Buffer.from('b4') }), {
-      kind: 'ok', seq: 4, duplicate: false, dropped: 0, owner: null, state: 'detached',
+      kind: 'ok', seq: 4, duplicate: false, dropped: 0, owner: null, state: 'detached', notified: false,
     });
 
     const r = resumed(await b.resume({ sessionId, resumeToken: token, lastSeq: 2 }));
@@ -280,7 +280,7 @@ describe('RedisSessions', () => {
     await login(a, 'other');
     const push = (playerId: string, id: string | undefined, body = 'x'): Promise<unknown> =>
       b.push({ playerId, route: 3, body: Buffer.from(body), ...(id === undefined ? {} : { id }) });
-    const ok = (seq: number, duplicate: boolean): unknown => ({ kind: 'ok', seq, duplicate, dropped: 0, owner: A, state: 'online' });
+    const ok = (seq: number, duplicate: boolean): unknown => ({ kind: 'ok', seq, duplicate, dropped: 0, owner: A, state: 'online', notified: false });
     assert.deepEqual(await push('ids', 'a', 'first'), ok(1, false));
     assert.deepEqual(await push('ids', 'a', 'retry'), ok(1, true));
     assert.deepEqual(await push('ids', 'b'), ok(2, false));
@@ -294,7 +294,7 @@ describe('RedisSessions', () => {
       'the duplicate stored nothing',
     );
     await login(b, 'ids'); // a new session of the player: a new seq space, no ids
-    assert.deepEqual(await push('ids', 'a'), { kind: 'ok', seq: 1, duplicate: false, dropped: 0, owner: B, state: 'online' });
+    assert.deepEqual(await push('ids', 'a'), { kind: 'ok', seq: 1, duplicate: false, dropped: 0, owner: B, state: 'online', notified: false });
   });
 
   it('should remember the ids of the last pushIdsMax pushes that carried one', async () => {

@@ -12,6 +12,7 @@
  * |                |        | ≤ bufferMax elements and ≤ bufferMaxBytes of bodies (newest always)   |
  * | `P i:<pid>`    | ZSET   | push id → seq, the last max(bufferMax, 1024) pushes that carried one  |
  * | `P x:<sid>`    | STRING | sessionId → playerId; on end the tombstone `~<reason>` for 10 min     |
+ * | `P n:<member>` | channel| notices to the member holding a session: `P` push, `M` moved, `E` ended |
  */
 
 /** The default `--redis-prefix`. */
@@ -21,7 +22,7 @@ export const DEFAULT_PREFIX = 'gate:';
  * The type tag after the prefix. The scripts build the names of keys they find only while
  * running (the `x:` of a replaced session, the `s:` behind a resumed sessionId) from these too.
  */
-export const KEY_TAGS = { meta: 's:', pushes: 'q:', pushIds: 'i:', sessionId: 'x:' } as const;
+export const KEY_TAGS = { meta: 's:', pushes: 'q:', pushIds: 'i:', sessionId: 'x:', notices: 'n:' } as const;
 
 /** Fields of the `s:<pid>` hash. */
 export const FIELDS = {
@@ -47,6 +48,8 @@ export const FIELDS = {
   ep: 'ep',
   /** 1 when the session crossed an epoch change since its last resume */
   xs: 'xs',
+  /** while detached: the member it was detached from (may end it at the same gen; told when it moves) */
+  lo: 'lo',
 } as const;
 
 /** The keys of one player's session. */
@@ -71,3 +74,9 @@ export const runIdKey = (prefix: string): string => `${prefix}runid`;
 
 /** How long `x:<sid>` tells a late resume why its session ended, ms. */
 export const TOMBSTONE_MS = 10 * 60_000;
+
+/** The channel a member hears its sessions' notices on. */
+export const noticeChannel = (prefix: string, member: string): string => prefix + KEY_TAGS.notices + member;
+
+/** Push bodies up to this size travel inside the notice; a larger one is read with `range`. */
+export const NOTICE_INLINE_MAX = 16 * 1024;

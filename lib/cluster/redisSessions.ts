@@ -18,7 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { KeptPush } from '../session/pushBuffer.js';
 import { PUSH_IDS_MIN } from '../session/pushIds.js';
-import { DEFAULT_PREFIX, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from './keys.js';
+import { DEFAULT_PREFIX, KEY_TAGS, NOTICE_INLINE_MAX, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from './keys.js';
 import { defineScripts, runScript, type ScriptArg, type ScriptName } from './scripts.js';
 
 export interface RedisSessionsConfig {
@@ -97,8 +97,22 @@ export type PushResult =
       /** The member holding the session's link, null while detached. */
       readonly owner: string | null;
       readonly state: SessionStatus;
+      /** The owner's notice channel had a subscriber: the push is on its way to the link. */
+      readonly notified: boolean;
     }
   | Unknown;
+
+/** A session as any gate reads it from Redis (/v1/players). */
+export interface SessionInfo {
+  readonly playerId: string;
+  readonly sessionId: string;
+  readonly state: SessionStatus;
+  readonly pushSeq: number;
+  /** Pushes kept for replay. */
+  readonly kept: number;
+  /** The member holding its link, or while detached the member it was detached from; null if none. */
+  readonly holder: string | null;
+}
 
 export type AckResult = { readonly kind: 'ok'; readonly forgottenUpTo: number } | Fenced | Unknown;
 export type DetachResult = { readonly kind: 'ok' } | Fenced | Unknown;
@@ -220,11 +234,19 @@ export class RedisSessions {
     const k = sessionKeys(this.prefix, p.playerId);
     const r = await this.call('push', [
       k.meta, k.pushes, k.pushIds, epochKey(this.prefix),
-      encodePush(p.route, p.body), p.id ?? '', this.bufferMax, this.bufferMaxBytes, this.pushIdsMax,
+      encodePush(p.route, p.body), p.id ?? '', this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, this.prefix, NOTICE_INLINE_MAX,
     ]);
     const st = status(r, 'push', 'OK', 'DUP', 'UNKNOWN');
     if (st === 'UNKNOWN') return UNKNOWN;
-    return { kind: 'ok', seq: int(r[1]), duplicate: st === 'DUP', dropped: int(r[4]), owner: text(r[2]) || null, state: sessionStatus(text(r[3])) };
+    return {
+      kind: 'ok',
+      seq: int(r[1]),
+      duplicate: st === 'DUP',
+      dropped: int(r[4]),
+      owner: text(r[2]) || null,
+      state: sessionStatus(text(r[3])),
+      notified: int(r[5]) > 0,
+    };
   }
 
   /** The client holds every push up to `seq` (at most the newest): forget them. Fenced. */
@@ -246,12 +268,15 @@ export class RedisSessions {
   /**
    * Ends a session: fenced when given a fence (the owner ends its own: logout, shutdown),
    * whichever session the player has when given only the player (kick, idle). Its keys go; its
-   * sessionId answers a late resume with `ended: reason` for TOMBSTONE_MS.
+   * sessionId answers a late resume with `ended: reason` for TOMBSTONE_MS. The member holding it
+   * is told (`E <sid> <reason> <message>`) and closes its link with that BYE.
    */
-  async end(target: Fence | { readonly playerId: string }, reason: EndReason): Promise<EndResult> {
+  async end(target: Fence | { readonly playerId: string }, reason: EndReason, message = ''): Promise<EndResult> {
     const k = sessionKeys(this.prefix, target.playerId);
     const [sid, gen] = 'sessionId' in target ? [target.sessionId, target.gen] : ['', 0];
-    const r = await this.call('end', [k.meta, k.pushes, k.pushIds, this.prefix, sid, this.member, gen, reason, TOMBSTONE_MS]);
+    // The notice is one line: the message (a kick's reason for the BYE) is kept to that.
+    const note = message.replace(/[\r\n]+/g, ' ').slice(0, 256);
+    const r = await this.call('end', [k.meta, k.pushes, k.pushIds, this.prefix, sid, this.member, gen, reason, TOMBSTONE_MS, note]);
     const st = status(r, 'end', 'OK', 'FENCED', 'UNKNOWN');
     return st === 'OK' ? { kind: 'ok', sessionId: text(r[1]), owner: text(r[2]) || null } : lost(st, r);
   }
@@ -264,6 +289,26 @@ export class RedisSessions {
     const st = status(r, 'range', 'OK', 'FENCED', 'UNKNOWN');
     if (st !== 'OK') return lost(st, r);
     return { kind: 'ok', forgottenUpTo: int(r[1]), pushSeq: int(r[2]), pushes: decodePushes(r[4], int(r[3])) };
+  }
+
+  /** The player's session as Redis has it (any gate's), or null. One HMGET and one LLEN, pipelined. */
+  async info(playerId: string): Promise<SessionInfo | null> {
+    const k = sessionKeys(this.prefix, playerId);
+    const [meta, kept] = await Promise.all([this.redis.hmget(k.meta, 'sid', 'own', 'st', 'seq', 'lo'), this.redis.llen(k.pushes)]);
+    const [sid, own, st, seq, lo] = meta;
+    if (!sid || (st !== 'online' && st !== 'detached')) return null;
+    return { playerId, sessionId: sid, state: st, pushSeq: Number(seq ?? 0), kept, holder: (own || lo) ?? null };
+  }
+
+  /** Every player with a session, in pages (SCAN: a long cluster-wide walk never blocks Redis). */
+  async *playerPages(count = 1_000): AsyncGenerator<string[]> {
+    const tag = this.prefix + KEY_TAGS.meta;
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${globEscape(tag)}*`, 'COUNT', count);
+      cursor = next;
+      if (keys.length > 0) yield keys.map((key) => key.slice(tag.length));
+    } while (cursor !== '0');
   }
 
   /**
@@ -283,6 +328,9 @@ export class RedisSessions {
     return raw as unknown[];
   }
 }
+
+/** A literal for SCAN MATCH: glob's special characters escaped. */
+const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 
 /** The resume token as Redis keeps it: its sha256, so a read of Redis cannot resume anyone. */
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');

@@ -62,6 +62,13 @@ end
 
 local NOEPOCH = 'NOEPOCH cluster epoch not set: run boot'
 
+-- Tells a member about one of its sessions on its notice channel (prefix n:<member>); a member
+-- that no longer holds the session ignores it. Returns how many subscribers got it.
+local function notify(prefix, member, msg)
+  if not member or member == '' then return 0 end
+  return redis.call('PUBLISH', prefix .. '${KEY_TAGS.notices}' .. member, msg)
+end
+
 -- How every fenced script starts (KEYS s, q, epoch; ARGV sid, me, gen): the cluster epoch must
 -- be set, the fence must hold, then the epoch burn. Returns the reply to stop with, or nil.
 local function enter(s, q, epochKey, sid, me, gen)
@@ -91,16 +98,18 @@ return {ARGV[2], 1}
 /**
  * login. KEYS: s, q, i, x:<new sid>, epoch. ARGV: pid, sid, tokHash, me, prefix, tombstoneMs.
  * A new session for the player, owned by me. Replaces the player's previous session, if any:
- * its x: becomes the tombstone ~replaced, and its pushes and push ids go (a new session starts
+ * its x: becomes the tombstone ~replaced, its holder gets the notice `E <sid> replaced`, and its pushes and push ids go (a new session starts
  * at seq 0, as on a single node). gen = the old gen + 1.
  * Returns {'OK', gen, old sid, old owner, old gen} ('' and 0 when there was none).
  */
 const LOGIN = `${PRELUDE}
 local epoch = redis.call('GET', KEYS[5])
 if not epoch then return redis.error_reply(NOEPOCH) end
-local old = redis.call('HMGET', KEYS[1], 'sid', 'own', 'gen')
+local old = redis.call('HMGET', KEYS[1], 'sid', 'own', 'gen', 'lo')
 if old[1] then
   redis.call('SET', ARGV[5] .. '${KEY_TAGS.sessionId}' .. old[1], '~replaced', 'PX', ARGV[6])
+  -- Its link (or, detached, the member that may still hold it) ends it: BYE replaced.
+  notify(ARGV[5], old[2] ~= '' and old[2] or old[4], 'E ' .. old[1] .. ' replaced')
 end
 local gen = num(old[3]) + 1
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
@@ -114,7 +123,8 @@ return {'OK', gen, old[1] or '', old[2] or '', num(old[3])}
  * resume. KEYS: x:<sid>, epoch. ARGV: prefix, sid, tokHash, lastSeq, me, pageLimit.
  * Checks the token hash, then moves ownership to me with gen + 1, whoever held it (the old link
  * may be half-open: the resume wins). The gap rule is PushBuffer's: upTo = min(lastSeq, seq),
- * gap = fgt > upTo; the pushes up to upTo are trimmed as by an ACK.
+ * gap = fgt > upTo; the pushes up to upTo are trimmed as by an ACK. The previous holder gets the
+ * notice \`M <sid> <gen>\`.
  * Returns {'UNKNOWN', reason} ('' for no such session or a wrong token, which learns nothing)
  * or {'OK', pid, gen, gap, seq, fgt, upTo, prev owner, prev gen, prev state, first page of the
  * kept pushes after upTo}; element k of the page has seq fgt + 1 + k.
@@ -127,7 +137,7 @@ if not pid then return {'UNKNOWN', ''} end
 if string.sub(pid, 1, 1) == '~' then return {'UNKNOWN', string.sub(pid, 2)} end
 local s = ARGV[1] .. '${KEY_TAGS.meta}' .. pid
 local q = ARGV[1] .. '${KEY_TAGS.pushes}' .. pid
-local m = redis.call('HMGET', s, 'sid', 'tok', 'own', 'gen', 'st')
+local m = redis.call('HMGET', s, 'sid', 'tok', 'own', 'gen', 'st', 'lo')
 if m[1] ~= ARGV[2] or m[2] ~= ARGV[3] then return {'UNKNOWN', ''} end
 cross(s, q, epoch)
 local lastSeq = tonumber(ARGV[4])
@@ -146,7 +156,10 @@ local gap = fgt > upTo
 trimTo(s, q, upTo)
 if upTo > num(redis.call('HGET', s, 'ack')) then redis.call('HSET', s, 'ack', upTo) end
 local gen = num(m[4]) + 1
-redis.call('HSET', s, 'own', ARGV[5], 'gen', gen, 'st', 'online', 'xs', 0)
+redis.call('HSET', s, 'own', ARGV[5], 'gen', gen, 'st', 'online', 'xs', 0, 'lo', '')
+-- The previous holder (its link may be half-open, or it kept the detached session's idle clock)
+-- lets go: the notice \`M <sid> <gen>\` says a newer generation holds it now.
+notify(ARGV[1], m[3] ~= '' and m[3] or m[6], 'M ' .. ARGV[2] .. ' ' .. gen)
 local limit = tonumber(ARGV[6])
 local page = redis.call('LRANGE', q, 0, limit - 1)
 fgt = num(redis.call('HGET', s, 'fgt'))
@@ -155,23 +168,25 @@ return {'OK', pid, gen, gap and 1 or 0, seq, fgt, upTo, m[3] or '', num(m[4]), m
 
 /**
  * push. KEYS: s, q, i, epoch. ARGV: element (u16 route ‖ body), push id ('' = none), bufferMax,
- * bufferMaxBytes (-1 = no byte bound), pushIdsMax.
+ * bufferMaxBytes (-1 = no byte bound), pushIdsMax, prefix, inlineMax.
  * Not fenced: any member may push to any session. A push id seen among the player's last
  * pushIdsMax ids answers that push's seq as a duplicate and stores nothing. Otherwise seq + 1,
  * append, then drop the oldest while over the count bound or over the byte bound (always keeping
- * the newest), fgt following.
- * Returns {'UNKNOWN'} (no session) or {'OK' | 'DUP', seq, owner, state, dropped}.
+ * the newest), fgt following. An online session's owner gets the notice \`P <sid> <seq>\n\` ‖ element
+ * (the element only when at most inlineMax bytes; else it reads it with range), in seq order:
+ * one Redis, one channel.
+ * Returns {'UNKNOWN'} (no session) or {'OK' | 'DUP', seq, owner, state, dropped, notified}.
  */
 const PUSH = `${PRELUDE}
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then return redis.error_reply(NOEPOCH) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
 cross(KEYS[1], KEYS[2], epoch)
-local m = redis.call('HMGET', KEYS[1], 'own', 'st')
+local m = redis.call('HMGET', KEYS[1], 'own', 'st', 'sid')
 local id = ARGV[2]
 if id ~= '' then
   local seen = redis.call('ZSCORE', KEYS[3], id)
-  if seen then return {'DUP', tonumber(seen), m[1], m[2], 0} end
+  if seen then return {'DUP', tonumber(seen), m[1], m[2], 0, 0} end
 end
 local el = ARGV[1]
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -193,7 +208,12 @@ if id ~= '' then
   -- Scores are seqs, so rank order is push order: keep the newest pushIdsMax ids.
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[5]) + 1))
 end
-return {'OK', seq, m[1], m[2], dropped}
+local notified = 0
+if m[2] == 'online' then
+  local inline = #el <= tonumber(ARGV[7]) and el or ''
+  notified = notify(ARGV[6], m[1], 'P ' .. m[3] .. ' ' .. seq .. '\\n' .. inline)
+end
+return {'OK', seq, m[1], m[2], dropped, notified}
 `;
 
 /**
@@ -212,32 +232,37 @@ return {'OK', fgt}
 
 /**
  * detach. KEYS: s, q, epoch. ARGV: sid, me, gen.
- * Fenced. The owner's link went away: no owner, state detached; pushes keep being stored.
+ * Fenced. The owner's link went away: no owner, state detached; pushes keep being stored. The
+ * member it was detached from stays its last holder (lo): it may end it (idle, shutdown) while no
+ * resume moved it, and a resume tells it to let go.
  * Returns {'OK'}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
 const DETACH = `${PRELUDE}
 local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
 if stop then return stop end
-redis.call('HSET', KEYS[1], 'own', '', 'st', 'detached')
+redis.call('HSET', KEYS[1], 'own', '', 'st', 'detached', 'lo', ARGV[2])
 return {'OK'}
 `;
 
 /**
  * end. KEYS: s, q, i. ARGV: prefix, sid ('' = whichever session the player has: kick, idle),
- * me, gen, reason, tombstoneMs.
- * Fenced when sid is given (the owner ends its own session: logout, shutdown). Deletes the
- * session's keys and leaves x:<sid> as the tombstone ~reason, so a late resume learns why.
+ * me, gen, reason, tombstoneMs, message (one line, for the BYE; may be '').
+ * Fenced when sid is given (the owner ends its own session: logout, idle; or the member it was
+ * detached from, at the same generation). Deletes the session's keys, leaves x:<sid> as the
+ * tombstone ~reason, so a late resume learns why, and tells its holder \`E <sid> <reason>\`.
  * Returns {'OK', sid, owner}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
 const END = `${PRELUDE}
-local m = redis.call('HMGET', KEYS[1], 'sid', 'own')
+local m = redis.call('HMGET', KEYS[1], 'sid', 'own', 'gen', 'lo')
 if not m[1] then return {'UNKNOWN'} end
 if ARGV[2] ~= '' then
-  local f = fence(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
-  if f then return f end
+  if m[1] ~= ARGV[2] then return {'UNKNOWN'} end
+  local holder = m[2] ~= '' and m[2] or m[4]
+  if holder ~= ARGV[3] or num(m[3]) ~= tonumber(ARGV[4]) then return {'FENCED', m[2], num(m[3])} end
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('SET', ARGV[1] .. '${KEY_TAGS.sessionId}' .. m[1], '~' .. ARGV[5], 'PX', ARGV[6])
+notify(ARGV[1], m[2] ~= '' and m[2] or m[4], 'E ' .. m[1] .. ' ' .. ARGV[5] .. ' ' .. (ARGV[7] or ''))
 return {'OK', m[1], m[2]}
 `;
 

@@ -1,9 +1,23 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { Fence } from '../cluster/redisSessions.js';
 import type { Connection } from '../connection.js';
 import type { QuietWatch } from '../ops/idleTimeout.js';
 import { PushBuffer } from './pushBuffer.js';
 import type { PushIds } from './pushIds.js';
 import { RequestWindow } from './requestWindow.js';
+
+/** A fresh resume token: 144 random bits, URL-safe. */
+export const newResumeToken = (): string => randomBytes(18).toString('base64url');
+
+/** Per-session state of the cluster's notice and ACK handling, owned by ClusterNode. */
+export interface SessionSync {
+  /** A hole fill (range reads) is running; notices meanwhile only raise `fillTo`. */
+  filling: boolean;
+  fillTo: number;
+  /** ACK script in flight, and the highest ACK waiting behind it (0: none). */
+  acking: boolean;
+  ackWanted: number;
+}
 
 export type SessionState = 'online' | 'detached' | 'ended';
 
@@ -37,6 +51,10 @@ export class Session {
   compress: boolean;
   /** The --idle-timeout clock (idleTimeout's state machine): each REQUEST touches it. Set by the gate. */
   idle: QuietWatch<Session> | null = null;
+  /** Cluster mode: the generation this member holds the session at in Redis; null on a single node. */
+  fence: Fence | null = null;
+  /** Cluster mode: notices and ACKs in flight for this session (lib/cluster/clusterNode.ts). */
+  sync: SessionSync | null = null;
 
   readonly playerId: string;
 
@@ -54,10 +72,12 @@ export class Session {
     compress: boolean;
     /** Chosen before login when the backend must see it (POST /connect names the session to be). */
     sessionId?: string;
+    /** A session resumed from the cluster store keeps its token; a new one gets a fresh one. */
+    resumeToken?: string;
   }) {
     this.playerId = o.playerId;
     this.sessionId = o.sessionId ?? randomUUID();
-    this.resumeToken = randomBytes(18).toString('base64url');
+    this.resumeToken = o.resumeToken ?? newResumeToken();
     this.conn = o.conn;
     this.buffer = new PushBuffer(o.bufferMax, o.bufferMaxBytes);
     this.window = new RequestWindow(o.requestWindow, o.requestWindowBytes);

@@ -2,8 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
-import { GatewayError } from '../errors.js';
-import type { Gate } from '../gate.js';
+import { GatewayError, isGatewayError } from '../errors.js';
+import type { Gate, PushResult } from '../gate.js';
 import { formatAddress } from './listeners.js';
 
 /** Largest API request body (§4): past it, 413. */
@@ -104,6 +104,8 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
   app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send({ error: err.error, message: err.message });
+    // Never a 200 for a push Redis did not store: the backend retries (with the same push id).
+    if (isGatewayError(err, 'GW_ERR_CLUSTER_UNAVAILABLE')) return reply.code(503).send({ error: 'CLUSTER_UNAVAILABLE', message: err.message });
     const status = err.statusCode ?? 500;
     if (status === 413) return reply.code(413).send({ error: 'body_too_large', message: `request body over ${API_BODY_LIMIT} bytes` });
     if (status >= 400 && status < 500) return reply.code(status).send({ error: 'bad_request', message: err.message });
@@ -117,65 +119,67 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
     return req.body;
   };
 
-  app.post('/v1/push', (req, reply) => {
+  app.post('/v1/push', async (req, reply) => {
     const p = parsePush(body(req), '', maxFrame);
-    const r = gate.push(p.playerId, p.route, p.body, p.id);
+    const r = await gate.push(p.playerId, p.route, p.body, p.id);
     if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
     return r;
   });
 
-  app.post('/v1/push/batch', (req) => {
+  app.post('/v1/push/batch', async (req) => {
     const b = body(req);
     if (!Array.isArray(b.messages)) throw badRequest('messages must be an array');
     if (b.messages.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} messages per batch`);
     // Validate all first: a malformed batch delivers nothing, so a retry cannot duplicate.
     const pushes = b.messages.map((m, i) => parsePush(m, `messages[${i}]: `, maxFrame));
-    return { results: pushes.map((p) => gate.push(p.playerId, p.route, p.body, p.id) ?? { error: 'player_not_found' }) };
+    // In cluster mode the pushes of one batch go to Redis in one pipeline (auto-pipelining), in order.
+    const results = await gate.pushMany(pushes);
+    return { results: results.map((r) => r ?? { error: 'player_not_found' }) };
   });
 
-  app.post('/v1/broadcast', (req) => {
+  app.post('/v1/broadcast', async (req) => {
     const b = body(req);
     const route = parseRoute(b.route, '');
     const payload = parseBody(b, '', maxFrame);
     let sent = 0;
     let buffered = 0;
     let missing = 0;
+    const count = (r: PushResult | null): void => {
+      if (!r) missing++;
+      else if (r.status === 'sent') sent++;
+      else buffered++;
+    };
     if (b.playerIds === undefined) {
-      for (const s of [...gate.store.all()]) {
-        if (gate.pushTo(s, route, payload).status === 'sent') sent++;
-        else buffered++;
-      }
+      if (!gate.cluster) for (const s of [...gate.store.all()]) count(gate.pushTo(s, route, payload));
+      // Cluster-wide: every session in Redis, a SCAN page (one pipeline of pushes) at a time.
+      else for await (const page of gate.playerPages()) for (const r of await gate.pushMany(page.map((playerId) => ({ playerId, route, body: payload })))) if (r) count(r);
     } else {
       if (!Array.isArray(b.playerIds)) throw badRequest('playerIds must be an array of strings');
       if (b.playerIds.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} playerIds per broadcast`);
       const ids = b.playerIds.map((id, i) => parsePlayerId(id, `playerIds[${i}]: `));
-      for (const id of ids) {
-        const r = gate.push(id, route, payload);
-        if (!r) missing++;
-        else if (r.status === 'sent') sent++;
-        else buffered++;
-      }
+      for (const r of await gate.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) count(r);
     }
     return { sent, buffered, missing };
   });
 
-  app.post('/v1/kick', (req, reply) => {
+  app.post('/v1/kick', async (req, reply) => {
     const b = body(req);
     const playerId = parsePlayerId(b.playerId, '');
     if (b.reason !== undefined && typeof b.reason !== 'string') throw badRequest('reason must be a string');
-    if (!gate.kick(playerId, b.reason)) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
+    if (!(await gate.kick(playerId, b.reason))) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
     return { kicked: true };
   });
 
-  app.get<{ Params: { playerId: string } }>('/v1/players/:playerId', (req, reply) => {
-    const info = gate.player(req.params.playerId);
+  app.get<{ Params: { playerId: string } }>('/v1/players/:playerId', async (req, reply) => {
+    const info = await gate.findPlayer(req.params.playerId);
     if (!info) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${req.params.playerId}` });
     return info;
   });
 
   app.get('/v1/stats', () => gate.stats());
   app.get('/healthz', () => ({ ok: true }));
-  app.get('/readyz', (_req, reply) => (gate.ready ? { ready: true } : reply.code(503).send({ ready: false })));
+  // Not ready while starting, shutting down, or (cluster mode) while Redis is unreachable.
+  app.get('/readyz', (_req, reply) => (gate.ready && (gate.cluster?.up ?? true) ? { ready: true } : reply.code(503).send({ ready: false })));
   app.get('/metrics', async (_req, reply) => {
     // At the open-file limit the process collectors throw (EMFILE): the gate's own metrics still answer.
     const text = await gate.metrics.text((e) => logger.warn({ err: (e as Error).message }, 'process metrics unavailable'));

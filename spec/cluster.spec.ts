@@ -1,0 +1,349 @@
+/**
+ * Cluster mode (CONTRACT §5, issue 10) over real processes: `gate serve --redis` members on one
+ * private redis-server, a fake backend, clients on real sockets. Any gate reaches any player;
+ * pushes are stored before they are acknowledged and survive a SIGKILLed gate; a session
+ * resumes on another gate with exactly one owner; a login replaces a session held anywhere; and
+ * Redis trouble is a 503 or an ERROR, never a silent loss, and heals by itself.
+ *
+ * Every test first checks that the gates run as members of one cluster (their `listening` line
+ * names a member), so a gate that quietly ran single-node fails instead of passing.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { FrameType, type Frame } from '../lib/frame.js';
+import { startFakeBackend, type FakeBackend } from './helpers/fakeBackend.js';
+import { portOf, spawnGate, type GateProcess } from './helpers/gateProcess.js';
+import { startRedis, type RedisServer } from './helpers/redisServer.js';
+import { ByeError, connectTcp, connectWs, json, type ByeBody, type TestClient, type WelcomeBody } from './helpers/testClient.js';
+import { waitFor, waitForAsync } from './helpers/wait.js';
+
+/** Bound on one wait for a frame, a log line or an HTTP answer, ms. */
+const WAIT_MS = 10_000;
+
+interface Member {
+  readonly name: string;
+  readonly proc: GateProcess;
+  readonly tcp: number;
+  readonly ws: number;
+  readonly api: string;
+  readonly member: string;
+}
+
+let prefixes = 0;
+
+async function startMember(name: string, redisUrl: string, prefix: string, upstream: string, extra: string[] = []): Promise<Member> {
+  const proc = spawnGate([
+    'serve', '--tcp', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--api', '127.0.0.1:0', '--auth', 'none', '--upstream', upstream,
+    '--gate-id', name, '--redis', redisUrl, '--redis-prefix', prefix, ...extra,
+  ]);
+  const l = await proc.waitForLog('listening');
+  assert.equal(typeof l.member, 'string', `gate ${name} should run as a cluster member: ${JSON.stringify(l)}`);
+  return { name, proc, tcp: portOf(l.tcp), ws: portOf(l.ws), api: `http://${String(l.api)}`, member: String(l.member) };
+}
+
+async function call(m: Member, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(m.api + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+const push = (m: Member, playerId: string, data: unknown, id?: string) => call(m, 'POST', '/v1/push', { playerId, route: 7, data, ...(id ? { id } : {}) });
+
+const login = async (m: Member, player: string, t: 'tcp' | 'ws' = 'tcp'): Promise<{ c: TestClient; w: WelcomeBody }> => {
+  const c = t === 'tcp' ? await connectTcp(m.tcp) : await connectWs(m.ws);
+  const w = await c.hello({ token: player }, WAIT_MS);
+  return { c, w };
+};
+
+const resume = async (m: Member, w: WelcomeBody, lastSeq: number, t: 'tcp' | 'ws' = 'tcp'): Promise<{ c: TestClient; w: WelcomeBody }> => {
+  const c = t === 'tcp' ? await connectTcp(m.tcp) : await connectWs(m.ws);
+  const w2 = await c.hello({ token: w.playerId, resume: { sessionId: w.sessionId, resumeToken: w.resumeToken, lastSeq } }, WAIT_MS);
+  return { c, w: w2 };
+};
+
+const nextPush = (c: TestClient): Promise<Frame> => c.next((f) => f.type === FrameType.PUSH, WAIT_MS);
+const pushData = (f: Frame): unknown => JSON.parse(f.body.toString('utf8'));
+const bye = async (c: TestClient): Promise<ByeBody> => json(await c.next((f) => f.type === FrameType.BYE, WAIT_MS)) as ByeBody;
+const ack = (c: TestClient, seq: number): void => c.send({ type: FrameType.ACK, flags: 0, route: 0, seq, body: Buffer.alloc(0) });
+
+describe('cluster mode: two gates on one Redis', () => {
+  let redis: RedisServer;
+  let backend: FakeBackend;
+  let a: Member;
+  let b: Member;
+  const clients: TestClient[] = [];
+  const keep = <T extends { c: TestClient }>(x: T): T => (clients.push(x.c), x);
+
+  before(async () => {
+    redis = await startRedis();
+    backend = await startFakeBackend();
+    const prefix = `c${++prefixes}:`;
+    [a, b] = await Promise.all([startMember('gA', redis.url, prefix, backend.url), startMember('gB', redis.url, prefix, backend.url)]);
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.destroy()));
+    await Promise.all([a?.proc.kill(), b?.proc.kill()]);
+    await backend?.close();
+    await redis?.stop();
+  });
+
+  it('should deliver a push POSTed to either gate to the player on the other, in seq order', async () => {
+    const { c, w } = keep(await login(a, 'p1'));
+    assert.equal(w.gateId, 'gA');
+    for (let i = 1; i <= 5; i++) {
+      const r = await push(i % 2 ? b : a, 'p1', { i });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(r.body, { seq: i, status: 'sent' });
+    }
+    for (let i = 1; i <= 5; i++) {
+      const f = await nextPush(c);
+      assert.equal(f.seq, i);
+      assert.deepEqual(pushData(f), { i });
+    }
+    assert.equal((await push(b, 'nobody', {})).status, 404);
+  });
+
+  it('should store a push with an id once, whichever gate the retried POST reaches', async () => {
+    const { c } = keep(await login(b, 'p2'));
+    const first = await push(a, 'p2', { n: 1 }, 'order-1');
+    const again = await push(b, 'p2', { n: 1 }, 'order-1');
+    assert.deepEqual(first.body, { seq: 1, status: 'sent' });
+    assert.deepEqual(again.body, { seq: 1, status: 'sent', duplicate: true });
+    const batch = await call(a, 'POST', '/v1/push/batch', {
+      messages: [
+        { playerId: 'p2', route: 1, data: 'x', id: 'order-1' },
+        { playerId: 'p2', route: 1, data: 'y', id: 'order-2' },
+        { playerId: 'ghost', route: 1, data: 'z' },
+      ],
+    });
+    assert.deepEqual(batch.body.results, [{ seq: 1, status: 'sent', duplicate: true }, { seq: 2, status: 'sent' }, { error: 'player_not_found' }]);
+    assert.equal((await nextPush(c)).seq, 1);
+    assert.equal((await nextPush(c)).seq, 2);
+  });
+
+  it('should broadcast to every session of the cluster from any gate', async () => {
+    const x = keep(await login(a, 'bx'));
+    const y = keep(await login(b, 'by', 'ws'));
+    const r = await call(b, 'POST', '/v1/broadcast', { route: 3, data: { hi: 1 } });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.sent >= 2, JSON.stringify(r.body));
+    for (const { c } of [x, y]) assert.deepEqual(pushData(await c.next((f) => f.type === FrameType.PUSH && f.route === 3, WAIT_MS)), { hi: 1 });
+  });
+
+  it('should kick from any gate: the gate holding the link says BYE kicked with the reason', async () => {
+    const { c, w } = keep(await login(a, 'p3'));
+    const r = await call(b, 'POST', '/v1/kick', { playerId: 'p3', reason: 'cheating' });
+    assert.deepEqual(r.body, { kicked: true });
+    assert.deepEqual(await bye(c), { code: 'kicked', reason: 'cheating' });
+    assert.equal((await call(a, 'GET', '/v1/players/p3')).status, 404);
+    await waitFor('offline(kicked) for p3', () => backend.events().some((e) => e.sessionId === w.sessionId && e.type === 'offline' && e.reason === 'kicked'), WAIT_MS);
+  });
+
+  it('should answer /v1/players from every gate, naming the gate that holds the link', async () => {
+    keep(await login(b, 'p4'));
+    await push(a, 'p4', 1);
+    for (const m of [a, b]) {
+      const r = await call(m, 'GET', '/v1/players/p4');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.gateId, 'gB');
+      assert.equal(r.body.state, 'online');
+      assert.equal(r.body.pushSeq, 1);
+    }
+  });
+
+  it('should replace a session held on another gate: BYE replaced there, one session', async () => {
+    const first = keep(await login(a, 'p5'));
+    const second = keep(await login(b, 'p5'));
+    assert.notEqual(second.w.sessionId, first.w.sessionId);
+    assert.equal((await bye(first.c)).code, 'replaced');
+    await first.c.closed;
+    assert.equal((await call(a, 'GET', '/v1/players/p5')).body.sessionId, second.w.sessionId);
+    const r = await push(a, 'p5', 'after');
+    assert.deepEqual(r.body, { seq: 1, status: 'sent' });
+    assert.equal((await nextPush(second.c)).seq, 1);
+    await waitFor('offline(replaced) then online for p5', () => {
+      const ev = backend.events().filter((e) => e.playerId === 'p5');
+      const off = ev.findIndex((e) => e.sessionId === first.w.sessionId && e.type === 'offline' && e.reason === 'replaced');
+      const on = ev.findIndex((e) => e.sessionId === second.w.sessionId && e.type === 'online');
+      return off !== -1 && on !== -1 && off < on;
+    }, WAIT_MS);
+  });
+
+  for (const t of ['tcp', 'ws'] as const) {
+    it(`should resume over ${t} on the other gate with every push after lastSeq, once, in order`, async () => {
+      const player = `r-${t}`;
+      const { c, w } = await login(a, player, t);
+      for (let i = 1; i <= 3; i++) await push(b, player, { i });
+      for (let i = 1; i <= 3; i++) assert.equal((await nextPush(c)).seq, i);
+      ack(c, 2);
+      await c.destroy();
+      await waitForAsync('the session to be detached', async () => (await call(b, 'GET', `/v1/players/${player}`)).body?.state === 'detached', WAIT_MS);
+      for (let i = 4; i <= 6; i++) assert.equal((await push(a, player, { i })).body.status, 'buffered');
+      const r = keep(await resume(b, w, 3, t));
+      assert.equal(r.w.resumed, true);
+      assert.equal(r.w.gap, false);
+      assert.equal(r.w.sessionId, w.sessionId);
+      assert.equal(r.w.lastSeq, 6);
+      for (let i = 4; i <= 6; i++) {
+        const f = await nextPush(r.c);
+        assert.equal(f.seq, i);
+        assert.deepEqual(pushData(f), { i });
+      }
+      // Live pushes follow the replay, wherever they are POSTed.
+      await push(a, player, { i: 7 });
+      assert.equal((await nextPush(r.c)).seq, 7);
+      assert.equal(r.c.frames.filter((f) => f.type === FrameType.PUSH).length, 4, 'no push twice');
+      assert.equal((await call(a, 'GET', `/v1/players/${player}`)).body.gateId, 'gB');
+    });
+  }
+
+  it('should say gap on a resume elsewhere when the client lost pushes it had ACKed', async () => {
+    const { c, w } = await login(b, 'gapper');
+    for (let i = 1; i <= 4; i++) await push(a, 'gapper', { i });
+    for (let i = 1; i <= 4; i++) await nextPush(c);
+    ack(c, 4);
+    await waitForAsync('the ACK to reach Redis', async () => (await call(a, 'GET', '/v1/players/gapper')).body?.buffered === 0, WAIT_MS);
+    await c.destroy();
+    const r = keep(await resume(a, w, 1));
+    assert.equal(r.w.resumed, true);
+    assert.equal(r.w.gap, true);
+  });
+
+  it('should take a half-open session over: a resume on B closes the link still open on A (BYE replaced)', async () => {
+    const first = keep(await login(a, 'half'));
+    const second = keep(await resume(b, first.w, 0));
+    assert.equal(second.w.resumed, true);
+    assert.equal((await bye(first.c)).code, 'replaced');
+    await push(a, 'half', 'x');
+    assert.equal((await nextPush(second.c)).seq, 1);
+  });
+
+  it('should leave exactly one live link when two resumes race on two gates', async () => {
+    for (let round = 0; round < 10; round++) {
+      const player = `race-${round}`;
+      const { c, w } = await login(a, player);
+      await c.destroy();
+      const results = await Promise.allSettled([resume(a, w, 0), resume(b, w, 0)]);
+      const links = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.c] : []));
+      clients.push(...links);
+      for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof ByeError && r.reason.code === 'replaced', String(r.reason));
+      // The loser's link is told BYE replaced and closed; the winner's stays.
+      await waitFor(`one open link for ${player}`, () => links.filter((l) => !l.isClosed).length === 1 && links, WAIT_MS);
+      const winner = links.find((l) => !l.isClosed)!;
+      await push(b, player, { round });
+      assert.equal((await nextPush(winner)).seq, 1);
+    }
+  });
+});
+
+describe('cluster mode: a gate killed with SIGKILL loses no acknowledged push', () => {
+  let redis: RedisServer;
+  let backend: FakeBackend;
+  const members: Member[] = [];
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    backend = await startFakeBackend();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.destroy()));
+    await Promise.all(members.map((m) => m.proc.kill()));
+    await backend?.close();
+    await redis?.stop();
+  });
+
+  it('should resume on a survivor with every 200-acknowledged push after lastSeq, exactly once, in order', async () => {
+    const prefix = `k${++prefixes}:`;
+    const [api, holder, survivor] = await Promise.all(['gK1', 'gK2', 'gK3'].map((n) => startMember(n, redis.url, prefix, backend.url)));
+    members.push(api!, holder!, survivor!);
+    const { c, w } = await login(holder!, 'durable');
+    // 100 pushes through the API gate, 20 at a time, each answered 200 before the next batch.
+    const acked: number[] = [];
+    for (let i = 0; i < 100; i += 20) {
+      const rs = await Promise.all(Array.from({ length: 20 }, (_, k) => push(api!, 'durable', { n: i + k }, `d-${i + k}`)));
+      for (const r of rs) {
+        assert.equal(r.status, 200);
+        acked.push(r.body.seq as number);
+      }
+    }
+    // The client got some of them; then its gate dies without a word, and so does the API gate.
+    await waitFor('a few pushes on the link', () => c.frames.filter((f) => f.type === FrameType.PUSH).length >= 10 || null, WAIT_MS);
+    await holder!.proc.kill();
+    await api!.proc.kill();
+    const got = c.frames.filter((f) => f.type === FrameType.PUSH).map((f) => f.seq);
+    const lastSeq = got.length;
+    assert.deepEqual(got, Array.from({ length: lastSeq }, (_, k) => k + 1), 'in order, no hole, before the kill');
+    const r = await resume(survivor!, w, lastSeq);
+    clients.push(r.c, c);
+    assert.equal(r.w.resumed, true);
+    assert.equal(r.w.gap, false);
+    assert.equal(r.w.lastSeq, 100);
+    const replay: number[] = [];
+    while (replay.length < 100 - lastSeq) replay.push((await nextPush(r.c)).seq);
+    assert.deepEqual(replay, Array.from({ length: 100 - lastSeq }, (_, k) => lastSeq + 1 + k));
+    assert.deepEqual([...new Set(acked)].sort((x, y) => x - y), Array.from({ length: 100 }, (_, k) => k + 1), 'every POST answered a distinct seq');
+  });
+});
+
+describe('cluster mode: Redis trouble is loud and heals by itself', () => {
+  it('should answer 503, refuse HELLO with CLUSTER_UNAVAILABLE and keep requests flowing while Redis is down, then recover', async (t) => {
+    let redis = await startRedis();
+    const backend = await startFakeBackend();
+    const m = await startMember('gR', redis.url, `r${++prefixes}:`, backend.url);
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      await Promise.all(clients.map((c) => c.destroy()));
+      await m.proc.kill();
+      await backend.close();
+      await redis.stop();
+    });
+    const { c } = await login(m, 'steady');
+    clients.push(c);
+    assert.equal((await call(m, 'GET', '/readyz')).status, 200);
+
+    await redis.kill();
+    await waitForAsync('/readyz to turn 503', async () => (await call(m, 'GET', '/readyz')).status === 503, WAIT_MS);
+    const refused = await push(m, 'steady', 'lost?');
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error, 'CLUSTER_UNAVAILABLE');
+    // A HELLO gets a clear ERROR and the link closes (try again later).
+    const late = await connectTcp(m.tcp);
+    clients.push(late);
+    late.send({ type: FrameType.HELLO, flags: 0, route: 0, seq: 0, body: Buffer.from(JSON.stringify({ token: 'late' })) });
+    const err = await late.next((f) => f.type === FrameType.ERROR, WAIT_MS);
+    assert.equal((json(err) as { code: string }).code, 'CLUSTER_UNAVAILABLE');
+    await late.closed;
+    // The connected client's requests still reach the backend.
+    c.request(1, 1, { ping: 1 });
+    assert.equal((await c.next((f) => f.type === FrameType.RESPONSE && f.seq === 1, WAIT_MS)).seq, 1);
+
+    redis = await startRedis(redis.port);
+    await waitForAsync('/readyz to turn 200 again', async () => (await call(m, 'GET', '/readyz')).status === 200, WAIT_MS);
+    // Redis came back empty (no persistence): the old session is gone, so the link was closed to
+    // let its client learn that on resume; a new login and pushes work again.
+    await c.closed;
+    const again = await login(m, 'steady');
+    clients.push(again.c);
+    assert.deepEqual((await push(m, 'steady', 'stored')).body, { seq: 1, status: 'sent' });
+    assert.equal((await nextPush(again.c)).seq, 1);
+  });
+});
+
+describe('cluster mode: start-up', () => {
+  it('should exit 1 with one line when Redis cannot be reached', async () => {
+    const gone = await startRedis();
+    await gone.stop();
+    const p = spawnGate(['serve', '--tcp', '127.0.0.1:0', '--ws', 'off', '--api', '127.0.0.1:0', '--auth', 'none', '--redis', gone.url]);
+    const exit = await p.waitForExit(WAIT_MS * 3);
+    assert.equal(exit.code, 1);
+    const lines = p.stderr().trim().split('\n');
+    assert.equal(lines.length, 1, p.stderr());
+    assert.match(lines[0]!, /^gate serve: .*Redis.*127\.0\.0\.1/);
+  });
+});
