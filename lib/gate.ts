@@ -69,6 +69,21 @@ export interface PlayerInfo {
   gateId: string;
 }
 
+/** One live gate as /v1/gates and /v1/stats list it. */
+export interface GateFigures {
+  gateId: string;
+  /** Its member id in the cluster (`<gateId>~<hex>`, new at each start); the gateId on a single node. */
+  member: string;
+  pid: number;
+  startedAt: number;
+  tcp: string | null;
+  ws: string | null;
+  api: string | null;
+  connections: number;
+  /** Sessions held here (online, or detached from here). */
+  sessions: number;
+}
+
 export interface GateDeps {
   logger: Logger;
   /** Defaults to undici over cfg.upstream. */
@@ -362,6 +377,7 @@ export class Gate {
       return null;
     }
     s.touch();
+    this.cluster?.touch(s);
     // Inflated first: a bad body is a protocol error whatever the window says.
     const inflated = inboundBody(f, this.cfg.maxFrame);
     // The frame's body is a view of the receive chunk: copy it (once) unless inflating made a new buffer.
@@ -632,6 +648,16 @@ export class Gate {
       if (s.conn) s.conn.close(null);
     },
     all: () => this.store.all(),
+    figures: () => {
+      const st = this.stats();
+      return { gateId: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, tcp: this.addresses.tcp ?? '', ws: this.addresses.ws ?? '', api: this.addresses.api ?? '', connections: st.connections, sessions: st.sessions, online: st.online, detached: st.detached };
+    },
+    event: (type, s, reason) => {
+      // The sweep ended it: a copy held here (detached) goes too, with no second event.
+      const local = this.store.bySession(s.sessionId);
+      if (local && type === 'offline') this.dropLocal(local, new GatewayError('GW_ERR_IDLE_TIMEOUT'));
+      this.emit(type, s, reason);
+    },
   };
 
   /** Ends a session for good: its link (if any) gets the BYE of `err`, the backend an `offline` event. */
@@ -904,6 +930,44 @@ export class Gate {
       refused: this.admission.refused,
       eventsQueued: this.events?.length ?? 0,
     };
+  }
+
+  /**
+   * /v1/stats: this gate's counts; in cluster mode also every live gate's (from their beats) and
+   * the totals (CONTRACT §5).
+   */
+  statsAll(): ReturnType<Gate['stats']> | Promise<ReturnType<Gate['stats']> & { gates: GateFigures[]; cluster: { connections: number; sessions: number } }> {
+    if (!this.cluster) return this.stats();
+    return this.gates().then((gates) => ({
+      ...this.stats(),
+      gates,
+      cluster: { connections: gates.reduce((n, g) => n + g.connections, 0), sessions: gates.reduce((n, g) => n + g.sessions, 0) },
+    }));
+  }
+
+  /** /v1/gates: the live gates of the cluster (this one alone on a single node). */
+  async gates(): Promise<GateFigures[]> {
+    if (!this.cluster) {
+      const st = this.stats();
+      return [{ gateId: this.cfg.gateId, member: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, ...this.addresses, connections: st.connections, sessions: st.sessions }];
+    }
+    let ms;
+    try {
+      ms = await this.cluster.members();
+    } catch (e) {
+      throw clusterUnavailable(e);
+    }
+    return ms.map(({ member, fields: f }) => ({
+      gateId: f.gateId ?? gateIdOf(member),
+      member,
+      pid: Number(f.pid ?? 0),
+      startedAt: Number(f.startedAt ?? 0),
+      tcp: f.tcp || null,
+      ws: f.ws || null,
+      api: f.api || null,
+      connections: Number(f.connections ?? 0),
+      sessions: Number(f.sessions ?? 0),
+    }));
   }
 
   // ---------------------------------------------------------------- shutdown

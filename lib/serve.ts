@@ -38,7 +38,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
       ? deps.cluster
       : cfg.redis !== null
         ? new ClusterNode(
-            { url: cfg.redis, prefix: cfg.redisPrefix, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes },
+            { url: cfg.redis, prefix: cfg.redisPrefix, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes, idleTimeoutMs: cfg.idleTimeoutMs },
             logger.child({ gateId: cfg.gateId }),
           )
         : null;

@@ -223,6 +223,19 @@ describe('cluster mode: two gates on one Redis', () => {
     assert.equal((await nextPush(second.c)).seq, 1);
   });
 
+  it('should list both gates in /v1/gates and add them to /v1/stats of each', async () => {
+    const gates = await waitForAsync('both gates to beat', async () => (await call(a, 'GET', '/v1/gates')).body.gates.length === 2, WAIT_MS).then(() => call(a, 'GET', '/v1/gates'));
+    assert.deepEqual(gates.body.gates.map((g: { gateId: string }) => g.gateId).sort(), ['gA', 'gB']);
+    for (const g of gates.body.gates) assert.match(String(g.tcp), /^127\.0\.0\.1:\d+$/);
+    for (const m of [a, b]) {
+      const st = (await call(m, 'GET', '/v1/stats')).body;
+      assert.equal(st.gateId, m.name);
+      assert.equal(st.gates.length, 2);
+      assert.equal(st.cluster.sessions, st.gates.reduce((n: number, g: { sessions: number }) => n + g.sessions, 0));
+      assert.equal(st.cluster.connections, st.gates.reduce((n: number, g: { connections: number }) => n + g.connections, 0));
+    }
+  });
+
   it('should leave exactly one live link when two resumes race on two gates', async () => {
     for (let round = 0; round < 10; round++) {
       const player = `race-${round}`;
@@ -288,6 +301,75 @@ describe('cluster mode: a gate killed with SIGKILL loses no acknowledged push', 
     while (replay.length < 100 - lastSeq) replay.push((await nextPush(r.c)).seq);
     assert.deepEqual(replay, Array.from({ length: 100 - lastSeq }, (_, k) => lastSeq + 1 + k));
     assert.deepEqual([...new Set(acked)].sort((x, y) => x - y), Array.from({ length: 100 }, (_, k) => k + 1), 'every POST answered a distinct seq');
+  });
+});
+
+describe('cluster mode: a dead gate is noticed and its sessions taken over', () => {
+  it('should detach the sessions of a SIGKILLed gate within a few beats (gate_lost), for a resume anywhere', async (t) => {
+    const redis = await startRedis();
+    const backend = await startFakeBackend();
+    const prefix = `d${++prefixes}:`;
+    const [dead, alive] = await Promise.all([startMember('gD1', redis.url, prefix, backend.url), startMember('gD2', redis.url, prefix, backend.url)]);
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      await Promise.all(clients.map((c) => c.destroy()));
+      await Promise.all([dead!.proc.kill(), alive!.proc.kill()]);
+      await backend.close();
+      await redis.stop();
+    });
+    const held = await Promise.all(['d1', 'd2', 'd3', 'd4', 'd5'].map((p) => login(dead!, p)));
+    clients.push(...held.map((h) => h.c));
+    await dead!.proc.kill();
+    for (const { w } of held) {
+      await waitFor(`detached(gate_lost) for ${w.playerId}`, () => backend.events().filter((e) => e.sessionId === w.sessionId && e.type === 'detached').length === 1, 15_000);
+      const e = backend.events().find((x) => x.sessionId === w.sessionId && x.type === 'detached')!;
+      assert.equal(e.reason, 'gate_lost');
+      assert.equal((await call(alive!, 'GET', `/v1/players/${w.playerId}`)).body.state, 'detached');
+    }
+    assert.deepEqual((await call(alive!, 'GET', '/v1/gates')).body.gates.map((g: { gateId: string }) => g.gateId), ['gD2']);
+    await push(alive!, 'd1', 'kept');
+    const r = await resume(alive!, held[0]!.w, 0);
+    clients.push(r.c);
+    assert.equal(r.w.resumed, true);
+    assert.equal((await nextPush(r.c)).seq, 1);
+  });
+});
+
+describe('cluster mode: idle cleanup is cluster-wide', () => {
+  it('should end idle sessions once, on a live gate and on a killed one, and keep a busy one', async (t) => {
+    const redis = await startRedis();
+    const backend = await startFakeBackend();
+    const prefix = `i${++prefixes}:`;
+    const extra = ['--idle-timeout', '1s'];
+    const [g1, g2] = await Promise.all([startMember('gI1', redis.url, prefix, backend.url, extra), startMember('gI2', redis.url, prefix, backend.url, extra)]);
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      await Promise.all(clients.map((c) => c.destroy()));
+      await Promise.all([g1!.proc.kill(), g2!.proc.kill()]);
+      await backend.close();
+      await redis.stop();
+    });
+    const quiet = await login(g1!, 'quiet');
+    const orphan = await login(g2!, 'orphan');
+    const busy = await login(g1!, 'busy');
+    clients.push(quiet.c, orphan.c, busy.c);
+    await g2!.proc.kill();
+    // The busy player keeps sending REQUESTs (every 100 ms, each answered) past twice the timeout.
+    let seq = 0;
+    while (seq < 25) {
+      busy.c.request(1, ++seq, { seq });
+      await busy.c.next((f) => f.type === FrameType.RESPONSE && f.seq === seq, WAIT_MS);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal((await bye(quiet.c)).code, 'idle');
+    for (const w of [quiet.w, orphan.w]) await waitFor(`offline(idle) for ${w.playerId}`, () => backend.events().some((e) => e.sessionId === w.sessionId && e.type === 'offline'), WAIT_MS);
+    assert.equal(busy.c.isClosed, false, 'a session sending REQUESTs is not idle');
+    assert.equal((await call(g1!, 'GET', '/v1/players/busy')).body.state, 'online');
+    for (const w of [quiet.w, orphan.w]) {
+      const offline = backend.events().filter((e) => e.sessionId === w.sessionId && e.type === 'offline');
+      assert.deepEqual(offline.map((e) => e.reason), ['idle'], `one offline(idle) for ${w.playerId}`);
+      assert.equal((await call(g1!, 'GET', `/v1/players/${w.playerId}`)).status, 404);
+    }
   });
 });
 

@@ -11,7 +11,7 @@
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { Subject, interval, type Observable, type Subscription } from 'rxjs';
+import { Subject, exhaustMap, interval, type Observable, type Subscription } from 'rxjs';
 import { GatewayError } from '../errors.js';
 import type { KeptPush } from '../session/pushBuffer.js';
 import type { Session, SessionSync } from '../session/session.js';
@@ -36,6 +36,10 @@ export interface SessionHolder {
   release(s: Session): void;
   /** Every session held here (resync after the subscriber was away). */
   all(): Iterable<Session>;
+  /** This member's figures for its beat (/v1/gates, /v1/stats of every gate). */
+  figures(): Record<string, string | number>;
+  /** A backend event for a session this member changed in Redis without holding it (reap, sweep). */
+  event(type: 'detached' | 'offline', s: { playerId: string; sessionId: string }, reason: string): void;
 }
 
 export interface ClusterNodeConfig extends RedisSessionsConfig {
@@ -43,6 +47,10 @@ export interface ClusterNodeConfig extends RedisSessionsConfig {
   readonly url: string;
   /** How often the subscriber is probed (a PUBLISH to itself), ms. */
   readonly probeEveryMs?: number;
+  /** How often this member beats; silent for 3 beats, it is declared dead and reaped. ms. */
+  readonly beatMs?: number;
+  /** `--idle-timeout`: sessions without a REQUEST this long end cluster-wide, held or not. ms. */
+  readonly idleTimeoutMs: number;
 }
 
 /** Kept pushes one `range` reads. */
@@ -50,6 +58,9 @@ const FILL_PAGE = 256;
 /** Notices kept for a session while its login or resume is on the way; past it, a fill after. */
 const ATTACHING_MAX = 1_024;
 const PROBE_EVERY_MS = 5_000;
+const BEAT_MS = 1_000;
+/** Beats a member may miss before another declares it dead. */
+const DEAD_AFTER_BEATS = 3;
 
 const REPLACED_HERE = (): GatewayError => new GatewayError('GW_ERR_REPLACED', 'session resumed on another gate');
 
@@ -70,6 +81,11 @@ export class ClusterNode {
   private probeSeen = 0;
   private booted = false;
   private closing = false;
+  /** Players whose sessions got a REQUEST since the last touch flush. */
+  private readonly touched = new Set<string>();
+  /** How stale an idle time in Redis may be (touches are coalesced): also the sweep's period. */
+  readonly touchEveryMs: number;
+  private readonly beatMs: number;
 
   constructor(
     private readonly cfg: ClusterNodeConfig,
@@ -84,6 +100,8 @@ export class ClusterNode {
     this.cmd = new Redis(cfg.url, { ...common, enableAutoPipelining: true, connectionName: `gate:${cfg.member}` });
     this.sub = new Redis(cfg.url, { ...common, connectionName: `gate-sub:${cfg.member}` });
     this.sessions = new RedisSessions(this.cmd, cfg);
+    this.beatMs = cfg.beatMs ?? BEAT_MS;
+    this.touchEveryMs = Math.max(10, Math.min(1_000, Math.floor(cfg.idleTimeoutMs / 10)));
     this.channel = noticeChannel(this.sessions.prefix, cfg.member);
     for (const [name, c] of [['commands', this.cmd], ['subscriber', this.sub]] as const) {
       c.on('error', (e: Error) => this.log.warn({ connection: name, err: e.message }, 'redis connection error'));
@@ -121,6 +139,72 @@ export class ClusterNode {
     this.subs.push(this.notices.subscribe((n) => this.apply(n)));
     const every = this.cfg.probeEveryMs ?? PROBE_EVERY_MS;
     this.subs.push(interval(every).subscribe(() => this.probe()));
+    await this.beat();
+    // exhaustMap: a slow Redis never stacks beats, sweeps or flushes up.
+    this.subs.push(interval(this.beatMs).pipe(exhaustMap(() => this.beat())).subscribe());
+    this.subs.push(interval(this.touchEveryMs).pipe(exhaustMap(() => this.sweep())).subscribe());
+  }
+
+  /** A REQUEST came for a session held here: its idle time in Redis follows, coalesced. */
+  touch(s: Session): void {
+    this.touched.add(s.playerId);
+  }
+
+  /** The live members and their figures (/v1/gates, /v1/stats). */
+  members(): Promise<{ member: string; fields: Record<string, string> }[]> {
+    return this.sessions.members(DEAD_AFTER_BEATS * this.beatMs);
+  }
+
+  /** Beats, then reaps the members that went silent. */
+  private async beat(): Promise<void> {
+    if (!this.up || !this.holder) return;
+    try {
+      const r = await this.sessions.beat(this.holder.figures(), DEAD_AFTER_BEATS * this.beatMs);
+      if (r.kind === 'dead') {
+        // Declared dead (a stall longer than 3 beats): its sessions were taken over, so its
+        // links go (their clients resume anywhere) before it serves again as a live member.
+        this.log.error({ reaper: r.reaper }, 'this gate was declared dead by another; closing its links and rejoining');
+        for (const s of [...this.holder.all()]) this.holder.release(s);
+        await this.sessions.rejoin();
+        return;
+      }
+      for (const x of await this.sessions.silentMembers(DEAD_AFTER_BEATS * this.beatMs)) await this.reap(x);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'beat failed');
+    }
+  }
+
+  /** Takes over a silent member's sessions: detached, for a resume anywhere (event `detached`, gate_lost). */
+  private async reap(x: string): Promise<void> {
+    let total = 0;
+    for (;;) {
+      const r = await this.sessions.reapPage(x, DEAD_AFTER_BEATS * this.beatMs);
+      if (r.kind !== 'ok') break;
+      for (const d of r.detached) this.holder?.event('detached', d, 'gate_lost');
+      total += r.detached.length;
+      if (r.left === 0) break;
+    }
+    if (total > 0) this.log.warn({ dead: x, sessions: total }, 'member silent for 3 beats declared dead; its sessions are detached for a resume anywhere');
+  }
+
+  /** Flushes the coalesced touches, then ends the sessions idle past --idle-timeout, anywhere. */
+  private async sweep(): Promise<void> {
+    if (!this.up) return;
+    try {
+      if (this.touched.size > 0) {
+        const pids = [...this.touched];
+        this.touched.clear();
+        await this.sessions.touch(pids);
+      }
+      // Touches are up to one period stale: a session is idle past the timeout plus that.
+      for (let more = true; more; ) {
+        const r = await this.sessions.sweepIdle(this.cfg.idleTimeoutMs + this.touchEveryMs);
+        for (const e of r.ended) this.holder?.event('offline', e, 'idle');
+        more = r.more;
+      }
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'idle sweep failed; next period retries');
+    }
   }
 
   /** Notices as they come, for tests and metrics. */

@@ -13,6 +13,12 @@
  * | `P i:<pid>`    | ZSET   | push id → seq, the last max(bufferMax, 1024) pushes that carried one  |
  * | `P x:<sid>`    | STRING | sessionId → playerId; on end the tombstone `~<reason>` for 10 min     |
  * | `P n:<member>` | channel| notices to the member holding a session: `P` push, `M` moved, `E` ended |
+ * | `P o:<member>` | SET    | players whose link the member holds (what a reaper takes over)        |
+ * | `P idle`       | ZSET   | player → Redis time of its last REQUEST (login, resume); the idle sweep |
+ * | `P members`    | ZSET   | member → Redis time of its last beat                                  |
+ * | `P m:<member>` | HASH   | the member's figures (gateId, addresses, counts); expires after 3 beats |
+ * | `P dead:<m>`   | STRING | the member that declared <m> dead and reaps it; 1 h                   |
+ * | `P ctl`        | channel| cluster-wide news: `dead <member>`                                    |
  */
 
 /** The default `--redis-prefix`. */
@@ -22,7 +28,19 @@ export const DEFAULT_PREFIX = 'gate:';
  * The type tag after the prefix. The scripts build the names of keys they find only while
  * running (the `x:` of a replaced session, the `s:` behind a resumed sessionId) from these too.
  */
-export const KEY_TAGS = { meta: 's:', pushes: 'q:', pushIds: 'i:', sessionId: 'x:', notices: 'n:' } as const;
+export const KEY_TAGS = {
+  meta: 's:',
+  pushes: 'q:',
+  pushIds: 'i:',
+  sessionId: 'x:',
+  notices: 'n:',
+  held: 'o:',
+  idle: 'idle',
+  members: 'members',
+  member: 'm:',
+  dead: 'dead:',
+  control: 'ctl',
+} as const;
 
 /** Fields of the `s:<pid>` hash. */
 export const FIELDS = {
@@ -80,3 +98,9 @@ export const noticeChannel = (prefix: string, member: string): string => prefix 
 
 /** Push bodies up to this size travel inside the notice; a larger one is read with `range`. */
 export const NOTICE_INLINE_MAX = 16 * 1024;
+
+export const idleKey = (prefix: string): string => prefix + KEY_TAGS.idle;
+export const membersKey = (prefix: string): string => prefix + KEY_TAGS.members;
+export const memberKey = (prefix: string, member: string): string => prefix + KEY_TAGS.member + member;
+export const deadKey = (prefix: string, member: string): string => prefix + KEY_TAGS.dead + member;
+export const heldKey = (prefix: string, member: string): string => prefix + KEY_TAGS.held + member;

@@ -18,7 +18,21 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { KeptPush } from '../session/pushBuffer.js';
 import { PUSH_IDS_MIN } from '../session/pushIds.js';
-import { DEFAULT_PREFIX, KEY_TAGS, NOTICE_INLINE_MAX, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from './keys.js';
+import {
+  DEFAULT_PREFIX,
+  KEY_TAGS,
+  NOTICE_INLINE_MAX,
+  TOMBSTONE_MS,
+  deadKey,
+  epochKey,
+  heldKey,
+  idleKey,
+  memberKey,
+  membersKey,
+  runIdKey,
+  sessionIdKey,
+  sessionKeys,
+} from './keys.js';
 import { defineScripts, runScript, type ScriptArg, type ScriptName } from './scripts.js';
 
 export interface RedisSessionsConfig {
@@ -260,7 +274,7 @@ export class RedisSessions {
   /** This member's link to the session went away: it stays, detached, storing pushes. Fenced. */
   async detach(f: Fence): Promise<DetachResult> {
     const k = sessionKeys(this.prefix, f.playerId);
-    const r = await this.call('detach', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen]);
+    const r = await this.call('detach', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, this.prefix, f.playerId]);
     const st = status(r, 'detach', 'OK', 'FENCED', 'UNKNOWN');
     return st === 'OK' ? { kind: 'ok' } : lost(st, r);
   }
@@ -276,7 +290,7 @@ export class RedisSessions {
     const [sid, gen] = 'sessionId' in target ? [target.sessionId, target.gen] : ['', 0];
     // The notice is one line: the message (a kick's reason for the BYE) is kept to that.
     const note = message.replace(/[\r\n]+/g, ' ').slice(0, 256);
-    const r = await this.call('end', [k.meta, k.pushes, k.pushIds, this.prefix, sid, this.member, gen, reason, TOMBSTONE_MS, note]);
+    const r = await this.call('end', [k.meta, k.pushes, k.pushIds, this.prefix, sid, this.member, gen, reason, TOMBSTONE_MS, note, target.playerId]);
     const st = status(r, 'end', 'OK', 'FENCED', 'UNKNOWN');
     return st === 'OK' ? { kind: 'ok', sessionId: text(r[1]), owner: text(r[2]) || null } : lost(st, r);
   }
@@ -289,6 +303,64 @@ export class RedisSessions {
     const st = status(r, 'range', 'OK', 'FENCED', 'UNKNOWN');
     if (st !== 'OK') return lost(st, r);
     return { kind: 'ok', forgottenUpTo: int(r[1]), pushSeq: int(r[2]), pushes: decodePushes(r[4], int(r[3])) };
+  }
+
+  /** REQUESTs came for these players' sessions: their idle clocks restart (Redis time). */
+  async touch(playerIds: readonly string[]): Promise<void> {
+    if (playerIds.length > 0) await this.call('touch', [idleKey(this.prefix), ...playerIds]);
+  }
+
+  /**
+   * Ends up to `limit` sessions idle for `idleMs` or more, wherever they are held (a dead gate's
+   * too), each once cluster-wide. Returns the ended ones and whether more may be due.
+   */
+  async sweepIdle(idleMs: number, limit = 100): Promise<{ ended: { playerId: string; sessionId: string }[]; more: boolean }> {
+    const r = await this.call('sweepIdle', [idleKey(this.prefix), this.prefix, Math.max(0, Math.floor(idleMs)), limit, TOMBSTONE_MS]);
+    status(r, 'sweepIdle', 'OK');
+    return { ended: pairs(r, 2), more: int(r[1]) === 1 };
+  }
+
+  /**
+   * This member is alive (its figures live `ttlMs`). `dead`: another member declared it dead and
+   * took its sessions over; it must let its links go, then `rejoin`.
+   */
+  async beat(fields: Readonly<Record<string, string | number>>, ttlMs: number): Promise<{ kind: 'ok'; now: number } | { kind: 'dead'; reaper: string }> {
+    const p = this.prefix;
+    const r = await this.call('beat', [membersKey(p), memberKey(p, this.member), deadKey(p, this.member), this.member, Math.ceil(ttlMs), ...Object.entries(fields).flat()]);
+    return status(r, 'beat', 'OK', 'DEAD') === 'OK' ? { kind: 'ok', now: int(r[1]) } : { kind: 'dead', reaper: text(r[1]) };
+  }
+
+  /** After `beat` said dead and the links were let go: beat again as a live member. */
+  async rejoin(): Promise<void> {
+    await this.call('rejoin', [deadKey(this.prefix, this.member)]);
+  }
+
+  /** Members whose last beat is older than `deadAfterMs` by Redis time (reap candidates). */
+  async silentMembers(deadAfterMs: number): Promise<string[]> {
+    const [sec, micro] = await this.redis.time();
+    const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+    return (await this.redis.zrangebyscore(membersKey(this.prefix), '-inf', now - deadAfterMs)).filter((m) => m !== this.member);
+  }
+
+  /**
+   * Declares member `x` dead if it is silent for `deadAfterMs` (once, cluster-wide) and detaches a
+   * page of the sessions it held. `gone`: another member reaps it, or nothing is left.
+   */
+  async reapPage(x: string, deadAfterMs: number, count = 100): Promise<{ kind: 'alive' | 'gone' } | { kind: 'ok'; left: number; detached: { playerId: string; sessionId: string }[] }> {
+    const p = this.prefix;
+    const r = await this.call('reapPage', [membersKey(p), deadKey(p, x), heldKey(p, x), x, this.member, deadAfterMs, count, p]);
+    const st = status(r, 'reapPage', 'OK', 'ALIVE', 'GONE');
+    if (st !== 'OK') return { kind: st === 'ALIVE' ? 'alive' : 'gone' };
+    return { kind: 'ok', left: int(r[1]), detached: pairs(r, 2) };
+  }
+
+  /** The live members (beat within `liveMs`) and their figures, as their beats wrote them. */
+  async members(liveMs: number): Promise<{ member: string; fields: Record<string, string> }[]> {
+    const [sec, micro] = await this.redis.time();
+    const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+    const ids = await this.redis.zrangebyscore(membersKey(this.prefix), now - liveMs, '+inf');
+    const all = await Promise.all(ids.map((m) => this.redis.hgetall(memberKey(this.prefix, m))));
+    return ids.map((member, i) => ({ member, fields: all[i] ?? {} })).filter((m) => Object.keys(m.fields).length > 0);
   }
 
   /** The player's session as Redis has it (any gate's), or null. One HMGET and one LLEN, pipelined. */
@@ -327,6 +399,13 @@ export class RedisSessions {
     if (!Array.isArray(raw) || raw.length === 0) throw new Error(`RedisSessions: script ${name} answered ${String(raw)}`);
     return raw as unknown[];
   }
+}
+
+/** (pid, sid) pairs from element `from` of a script reply on. */
+function pairs(r: readonly unknown[], from: number): { playerId: string; sessionId: string }[] {
+  const out: { playerId: string; sessionId: string }[] = [];
+  for (let i = from; i + 1 < r.length; i += 2) out.push({ playerId: text(r[i]), sessionId: text(r[i + 1]) });
+  return out;
 }
 
 /** A literal for SCAN MATCH: glob's special characters escaped. */

@@ -62,6 +62,25 @@ end
 
 local NOEPOCH = 'NOEPOCH cluster epoch not set: run boot'
 
+-- Redis's clock in ms: the one clock every member shares (idle times, beats).
+local function nowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The set of players whose link a member holds (o:<member>): what a reaper takes over when it dies.
+local function hold(prefix, member, pid, add)
+  if not member or member == '' then return end
+  if add then redis.call('SADD', prefix .. '${KEY_TAGS.held}' .. member, pid)
+  else redis.call('SREM', prefix .. '${KEY_TAGS.held}' .. member, pid) end
+end
+
+-- The idle index (P idle): player → time of the last REQUEST (or login/resume), and the list of
+-- every session the idle sweep walks.
+local function active(prefix, pid)
+  redis.call('ZADD', prefix .. '${KEY_TAGS.idle}', nowMs(), pid)
+end
+
 -- Tells a member about one of its sessions on its notice channel (prefix n:<member>); a member
 -- that no longer holds the session ignores it. Returns how many subscribers got it.
 local function notify(prefix, member, msg)
@@ -116,6 +135,9 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'sid', ARGV[2], 'tok', ARGV[3], 'own', ARGV[4], 'gen', gen, 'st', 'online',
   'seq', 0, 'fgt', 0, 'ack', 0, 'b', 0, 'ep', epoch, 'xs', 0)
 redis.call('SET', KEYS[4], ARGV[1])
+hold(ARGV[5], old[2], ARGV[1], false)
+hold(ARGV[5], ARGV[4], ARGV[1], true)
+active(ARGV[5], ARGV[1])
 return {'OK', gen, old[1] or '', old[2] or '', num(old[3])}
 `;
 
@@ -157,6 +179,9 @@ trimTo(s, q, upTo)
 if upTo > num(redis.call('HGET', s, 'ack')) then redis.call('HSET', s, 'ack', upTo) end
 local gen = num(m[4]) + 1
 redis.call('HSET', s, 'own', ARGV[5], 'gen', gen, 'st', 'online', 'xs', 0, 'lo', '')
+hold(ARGV[1], m[3], pid, false)
+hold(ARGV[1], ARGV[5], pid, true)
+active(ARGV[1], pid)
 -- The previous holder (its link may be half-open, or it kept the detached session's idle clock)
 -- lets go: the notice \`M <sid> <gen>\` says a newer generation holds it now.
 notify(ARGV[1], m[3] ~= '' and m[3] or m[6], 'M ' .. ARGV[2] .. ' ' .. gen)
@@ -231,7 +256,7 @@ return {'OK', fgt}
 `;
 
 /**
- * detach. KEYS: s, q, epoch. ARGV: sid, me, gen.
+ * detach. KEYS: s, q, epoch. ARGV: sid, me, gen, prefix, pid.
  * Fenced. The owner's link went away: no owner, state detached; pushes keep being stored. The
  * member it was detached from stays its last holder (lo): it may end it (idle, shutdown) while no
  * resume moved it, and a resume tells it to let go.
@@ -241,12 +266,13 @@ const DETACH = `${PRELUDE}
 local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
 if stop then return stop end
 redis.call('HSET', KEYS[1], 'own', '', 'st', 'detached', 'lo', ARGV[2])
+hold(ARGV[4], ARGV[2], ARGV[5], false)
 return {'OK'}
 `;
 
 /**
  * end. KEYS: s, q, i. ARGV: prefix, sid ('' = whichever session the player has: kick, idle),
- * me, gen, reason, tombstoneMs, message (one line, for the BYE; may be '').
+ * me, gen, reason, tombstoneMs, message (one line, for the BYE; may be ''), pid.
  * Fenced when sid is given (the owner ends its own session: logout, idle; or the member it was
  * detached from, at the same generation). Deletes the session's keys, leaves x:<sid> as the
  * tombstone ~reason, so a late resume learns why, and tells its holder \`E <sid> <reason>\`.
@@ -262,6 +288,8 @@ if ARGV[2] ~= '' then
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('SET', ARGV[1] .. '${KEY_TAGS.sessionId}' .. m[1], '~' .. ARGV[5], 'PX', ARGV[6])
+hold(ARGV[1], m[2], ARGV[8], false)
+redis.call('ZREM', ARGV[1] .. '${KEY_TAGS.idle}', ARGV[8])
 notify(ARGV[1], m[2] ~= '' and m[2] or m[4], 'E ' .. m[1] .. ' ' .. ARGV[5] .. ' ' .. (ARGV[7] or ''))
 return {'OK', m[1], m[2]}
 `;
@@ -283,6 +311,103 @@ local els = redis.call('LRANGE', KEYS[2], start, start + tonumber(ARGV[5]) - 1)
 return {'OK', fgt, seq, fgt + 1 + start, els}
 `;
 
+/**
+ * touch. KEYS: idle. ARGV: pids.
+ * REQUESTs were seen for these players' sessions (coalesced by the holder): their idle clocks
+ * restart now. XX: a session that ended meanwhile is not brought back.
+ */
+const TOUCH = `${PRELUDE}
+local now = nowMs()
+for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i]) end
+return {'OK'}
+`;
+
+/**
+ * sweepIdle. KEYS: idle. ARGV: prefix, idleMs, limit, tombstoneMs.
+ * Ends up to limit sessions whose last REQUEST is idleMs old or more, wherever they live (a
+ * dead gate's too): the same steps as end (reason idle), each one once, whichever member sweeps.
+ * Returns {'OK', more (1/0), pid1, sid1, pid2, sid2, …} for the offline events.
+ */
+const SWEEP_IDLE = `${PRELUDE}
+local prefix = ARGV[1]
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowMs() - tonumber(ARGV[2]), 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {'OK', #due == tonumber(ARGV[3]) and 1 or 0}
+for _, pid in ipairs(due) do
+  redis.call('ZREM', KEYS[1], pid)
+  local s = prefix .. '${KEY_TAGS.meta}' .. pid
+  local m = redis.call('HMGET', s, 'sid', 'own', 'lo')
+  if m[1] then
+    redis.call('DEL', s, prefix .. '${KEY_TAGS.pushes}' .. pid, prefix .. '${KEY_TAGS.pushIds}' .. pid)
+    redis.call('SET', prefix .. '${KEY_TAGS.sessionId}' .. m[1], '~idle', 'PX', ARGV[4])
+    hold(prefix, m[2], pid, false)
+    notify(prefix, m[2] ~= '' and m[2] or m[3], 'E ' .. m[1] .. ' idle ')
+    table.insert(out, pid)
+    table.insert(out, m[1])
+  end
+end
+return out
+`;
+
+/**
+ * beat. KEYS: members, m:me, dead:me. ARGV: me, ttlMs, then field, value pairs (this member's figures).
+ * The member is alive: its score in members is now, its figures live ttlMs. A member that was
+ * declared dead (dead:me, set by the reaper that took its sessions over) gets DEAD and writes
+ * nothing: it must let its links go before it beats again (rejoin).
+ * Returns {'OK', now} or {'DEAD', reaper}.
+ */
+const BEAT = `${PRELUDE}
+local reaper = redis.call('GET', KEYS[3])
+if reaper then return {'DEAD', reaper} end
+local now = nowMs()
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('DEL', KEYS[2])
+if #ARGV > 2 then redis.call('HSET', KEYS[2], unpack(ARGV, 3)) end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {'OK', now}
+`;
+
+/**
+ * rejoin. KEYS: dead:me. A member that was declared dead and let its links go may beat again.
+ */
+const REJOIN = `
+redis.call('DEL', KEYS[1])
+return {'OK'}
+`;
+
+/**
+ * reapPage. KEYS: members, dead:x, o:x. ARGV: x, me, deadAfterMs, count, prefix.
+ * Member x has not beaten for deadAfterMs: the first caller to see it declares it dead (out of
+ * members, dead:x = me for an hour) and, page by page, detaches up to count of the sessions x
+ * held (own = x): no owner, no last holder, pushes kept for a resume anywhere, the idle sweep
+ * still ending them. Only the member that declared x dead continues its pages.
+ * Returns {'ALIVE'}, {'GONE'} (another member reaps it, or nothing left), or
+ * {'OK', left, pid1, sid1, …} (the sessions detached by this page, for their events).
+ */
+const REAP_PAGE = `${PRELUDE}
+local x, me = ARGV[1], ARGV[2]
+local score = redis.call('ZSCORE', KEYS[1], x)
+if score then
+  if tonumber(score) > nowMs() - tonumber(ARGV[3]) then return {'ALIVE'} end
+  redis.call('ZREM', KEYS[1], x)
+  redis.call('SET', KEYS[2], me, 'PX', 3600000)
+  redis.call('PUBLISH', ARGV[5] .. '${KEY_TAGS.control}', 'dead ' .. x)
+elseif redis.call('GET', KEYS[2]) ~= me then
+  return {'GONE'}
+end
+local out = {'OK', 0}
+for _, pid in ipairs(redis.call('SPOP', KEYS[3], tonumber(ARGV[4]))) do
+  local s = ARGV[5] .. '${KEY_TAGS.meta}' .. pid
+  local m = redis.call('HMGET', s, 'sid', 'own')
+  if m[1] and m[2] == x then
+    redis.call('HSET', s, 'own', '', 'st', 'detached', 'lo', '')
+    table.insert(out, pid)
+    table.insert(out, m[1])
+  end
+end
+out[2] = redis.call('SCARD', KEYS[3])
+return out
+`;
+
 interface ScriptDef {
   readonly numberOfKeys: number;
   readonly lua: string;
@@ -298,6 +423,11 @@ export const SCRIPTS = {
   detach: { numberOfKeys: 3, lua: DETACH },
   end: { numberOfKeys: 3, lua: END },
   range: { numberOfKeys: 3, lua: RANGE },
+  touch: { numberOfKeys: 1, lua: TOUCH },
+  sweepIdle: { numberOfKeys: 1, lua: SWEEP_IDLE },
+  beat: { numberOfKeys: 3, lua: BEAT },
+  rejoin: { numberOfKeys: 1, lua: REJOIN },
+  reapPage: { numberOfKeys: 3, lua: REAP_PAGE },
 } as const satisfies Record<string, ScriptDef>;
 
 export type ScriptName = keyof typeof SCRIPTS;

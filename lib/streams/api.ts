@@ -176,7 +176,8 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
     return info;
   });
 
-  app.get('/v1/stats', () => gate.stats());
+  app.get('/v1/stats', async () => gate.statsAll());
+  app.get('/v1/gates', async () => ({ gates: await gate.gates() }));
   app.get('/healthz', () => ({ ok: true }));
   // Not ready while starting, shutting down, or (cluster mode) while Redis is unreachable.
   app.get('/readyz', (_req, reply) => (gate.ready && (gate.cluster?.up ?? true) ? { ready: true } : reply.code(503).send({ ready: false })));
