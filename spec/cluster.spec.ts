@@ -313,22 +313,22 @@ describe('cluster mode: a dead gate is noticed and its sessions taken over', () 
     const clients: TestClient[] = [];
     t.after(async () => {
       await Promise.all(clients.map((c) => c.destroy()));
-      await Promise.all([dead!.proc.kill(), alive!.proc.kill()]);
+      await Promise.all([dead.proc.kill(), alive.proc.kill()]);
       await backend.close();
       await redis.stop();
     });
-    const held = await Promise.all(['d1', 'd2', 'd3', 'd4', 'd5'].map((p) => login(dead!, p)));
+    const held = await Promise.all(['d1', 'd2', 'd3', 'd4', 'd5'].map((p) => login(dead, p)));
     clients.push(...held.map((h) => h.c));
-    await dead!.proc.kill();
+    await dead.proc.kill();
     for (const { w } of held) {
       await waitFor(`detached(gate_lost) for ${w.playerId}`, () => backend.events().filter((e) => e.sessionId === w.sessionId && e.type === 'detached').length === 1, 15_000);
       const e = backend.events().find((x) => x.sessionId === w.sessionId && x.type === 'detached')!;
       assert.equal(e.reason, 'gate_lost');
-      assert.equal((await call(alive!, 'GET', `/v1/players/${w.playerId}`)).body.state, 'detached');
+      assert.equal((await call(alive, 'GET', `/v1/players/${w.playerId}`)).body.state, 'detached');
     }
-    assert.deepEqual((await call(alive!, 'GET', '/v1/gates')).body.gates.map((g: { gateId: string }) => g.gateId), ['gD2']);
-    await push(alive!, 'd1', 'kept');
-    const r = await resume(alive!, held[0]!.w, 0);
+    assert.deepEqual((await call(alive, 'GET', '/v1/gates')).body.gates.map((g: { gateId: string }) => g.gateId), ['gD2']);
+    await push(alive, 'd1', 'kept');
+    const r = await resume(alive, held[0]!.w, 0);
     clients.push(r.c);
     assert.equal(r.w.resumed, true);
     assert.equal((await nextPush(r.c)).seq, 1);
@@ -345,15 +345,15 @@ describe('cluster mode: idle cleanup is cluster-wide', () => {
     const clients: TestClient[] = [];
     t.after(async () => {
       await Promise.all(clients.map((c) => c.destroy()));
-      await Promise.all([g1!.proc.kill(), g2!.proc.kill()]);
+      await Promise.all([g1.proc.kill(), g2.proc.kill()]);
       await backend.close();
       await redis.stop();
     });
-    const quiet = await login(g1!, 'quiet');
-    const orphan = await login(g2!, 'orphan');
-    const busy = await login(g1!, 'busy');
+    const quiet = await login(g1, 'quiet');
+    const orphan = await login(g2, 'orphan');
+    const busy = await login(g1, 'busy');
     clients.push(quiet.c, orphan.c, busy.c);
-    await g2!.proc.kill();
+    await g2.proc.kill();
     // The busy player keeps sending REQUESTs (every 100 ms, each answered) past twice the timeout.
     let seq = 0;
     while (seq < 25) {
@@ -364,11 +364,11 @@ describe('cluster mode: idle cleanup is cluster-wide', () => {
     assert.equal((await bye(quiet.c)).code, 'idle');
     for (const w of [quiet.w, orphan.w]) await waitFor(`offline(idle) for ${w.playerId}`, () => backend.events().some((e) => e.sessionId === w.sessionId && e.type === 'offline'), WAIT_MS);
     assert.equal(busy.c.isClosed, false, 'a session sending REQUESTs is not idle');
-    assert.equal((await call(g1!, 'GET', '/v1/players/busy')).body.state, 'online');
+    assert.equal((await call(g1, 'GET', '/v1/players/busy')).body.state, 'online');
     for (const w of [quiet.w, orphan.w]) {
       const offline = backend.events().filter((e) => e.sessionId === w.sessionId && e.type === 'offline');
       assert.deepEqual(offline.map((e) => e.reason), ['idle'], `one offline(idle) for ${w.playerId}`);
-      assert.equal((await call(g1!, 'GET', `/v1/players/${w.playerId}`)).status, 404);
+      assert.equal((await call(g1, 'GET', `/v1/players/${w.playerId}`)).status, 404);
     }
   });
 });
