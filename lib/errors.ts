@@ -64,4 +64,6 @@ export type RequestErrorCode =
   | 'RATE_LIMITED'
   | 'STALE_REQUEST'
   /** Cluster mode: a HELLO while Redis is unreachable (seq 0; the link closes, try again). */
-  | 'CLUSTER_UNAVAILABLE';
+  | 'CLUSTER_UNAVAILABLE'
+  /** Cluster mode: the gate running this REQUEST died mid-call; it is not run again (the backend may dedupe by x-request-id). */
+  | 'OUTCOME_UNKNOWN';

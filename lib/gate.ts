@@ -7,6 +7,7 @@ import {
   Subscription,
   catchError,
   exhaustMap,
+  mergeMap,
   filter,
   firstValueFrom,
   from,
@@ -48,10 +49,26 @@ import { Link, type ConnState, type RequestJob } from './link.js';
 
 export type { RequestJob } from './link.js';
 
-interface Answer {
-  readonly job: RequestJob;
-  readonly outcome: RpcOutcome;
-}
+type Answer =
+  | {
+      readonly job: RequestJob;
+      readonly outcome: RpcOutcome;
+      /** Cluster mode: the call ran here under this fence; its outcome is stored for the cluster. */
+      readonly ran?: Fence;
+    }
+  | {
+      /**
+       * Cluster mode, when the cluster-wide window answered instead of the backend: the frame to
+       * send (done elsewhere, unknown, stale), `pending` (running on another gate: its notice
+       * answers), or `lost` (the session moved: its new holder answers a re-send).
+       */
+      readonly job: RequestJob;
+      readonly settled: Frame | 'pending' | 'lost';
+      /** The requests counter's result label. */
+      readonly result: string;
+      /** STALE_REQUEST: the seq leaves the window (it never ran). */
+      readonly stale?: true;
+    };
 
 export interface PushResult {
   seq: number;
@@ -415,6 +432,15 @@ export class Gate {
       s.pausedLink = conn;
       conn.pause();
     }
+    const fence = s.fence;
+    if (this.cluster && fence !== null && f.seq !== 0) {
+      // Asked now, in arrival order on one Redis connection; the job waits for it in the pool.
+      const admission = this.cluster.sessions.reqBegin(fence, f.seq, this.cfg.requestWindow).catch((e: unknown) => {
+        this.log.warn({ sessionId: s.sessionId, seq: f.seq, err: (e as Error).message }, 'cluster request window unavailable; the local window decides');
+        return null;
+      });
+      return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent, admission, fence };
+    }
     return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent };
   }
 
@@ -643,6 +669,7 @@ export class Gate {
       this.sendPush(s, p.seq, p.route, p.body);
     },
     drop: (s, err) => this.dropLocal(s, err),
+    answered: (s, seq, answer) => this.answered(s, seq, answer),
     release: (s) => {
       // Closed without a BYE: the session detaches, and the client's resume learns the rest.
       if (s.conn) s.conn.close(null);
@@ -692,12 +719,45 @@ export class Gate {
   // ---------------------------------------------------------------- requests
 
   private call$(j: RequestJob): Observable<Answer> {
+    const { admission, fence } = j;
+    if (admission === undefined || fence === undefined) return this.upstream$(j);
+    return from(admission).pipe(
+      mergeMap((v): Observable<Answer> => {
+        const unrun = (code: 'OUTCOME_UNKNOWN' | 'STALE_REQUEST', message: string): Answer => ({
+          job: j,
+          settled: errorFrame(j.seq, j.route, code, message),
+          result: code.toLowerCase(),
+          ...(code === 'STALE_REQUEST' ? { stale: true as const } : {}),
+        });
+        switch (v?.kind) {
+          case undefined:
+            return this.upstream$(j);
+          case 'new':
+            return this.upstream$(j).pipe(map((a) => ({ ...a, ran: fence })));
+          case 'running':
+            return of({ job: j, settled: 'pending', result: 'duplicate' });
+          case 'done':
+            return of({ job: j, settled: v.answer, result: 'duplicate' });
+          case 'outcome_unknown':
+            return of(unrun('OUTCOME_UNKNOWN', 'the gate running this request died mid-call: whether the backend ran it is unknown (x-request-id / Idempotency-Key name it)'));
+          case 'stale':
+            return of(unrun('STALE_REQUEST', `seq ${j.seq} is older than the request window or not increasing`));
+          case 'lost':
+            return of({ job: j, settled: 'lost', result: 'moved' });
+        }
+      }),
+    );
+  }
+
+  private upstream$(j: RequestJob): Observable<Answer> {
     const rpc = this.rpc;
     if (!rpc) return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'no backend configured' } });
     const s = j.session;
     // Queued behind its player's earlier requests until now: a session that ended meanwhile
     // (kick, logout, replaced, idle) has nobody to answer, so the backend is spared the call.
-    if (s.state === 'ended') return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'session ended before the request ran' } });
+    // (Cluster mode runs a job the cluster window admitted even so: the session may live on at
+    // another gate, whose client's re-send waits for this outcome.)
+    if (s.state === 'ended' && j.admission === undefined) return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'session ended before the request ran' } });
     const headers: Record<string, string> = {
       'x-gate-id': this.cfg.gateId,
       'x-player-id': s.playerId,
@@ -724,14 +784,28 @@ export class Gate {
    * session has now: an answer that lands while the session is detached waits in the window
    * for the client to re-send the seq after resuming.
    */
-  private deliver({ job, outcome }: Answer): void {
-    this.metrics.countRequest(outcome.ok ? 'ok' : outcome.code.toLowerCase()).inc();
+  private deliver(a: Answer): void {
+    const job = a.job;
+    this.metrics.countRequest('settled' in a ? a.result : a.outcome.ok ? 'ok' : a.outcome.code.toLowerCase()).inc();
     const s = job.session;
     if (--s.unanswered <= this.cfg.playerQueueMax >> 1 && s.pausedLink !== null) {
       s.pausedLink.resume();
       s.pausedLink = null;
     }
     if (job.seq === 0) return; // notify: no answer
+    if ('settled' in a) {
+      const settled = a.settled;
+      if (settled === 'pending') return; // running on another gate: its notice answers (answered())
+      if (settled === 'lost') {
+        s.window.forget(job.seq); // the session's new holder answers a re-send
+        return;
+      }
+      if (a.stale) s.window.forget(job.seq);
+      else s.window.complete(job.seq, settled);
+      if (s.conn) this.sendAnswer(s, s.conn, settled);
+      return;
+    }
+    const outcome = a.outcome;
     let answer: Frame;
     if (outcome.ok) {
       // The RpcClient stops reading a reply at --max-frame, so every body here fits in a frame.
@@ -742,11 +816,49 @@ export class Gate {
       if (outcome.code === 'OVERLOADED') {
         s.window.forget(job.seq);
         if (s.conn) s.conn.send(answer);
+        this.forgetInCluster(job);
         return;
       }
     }
     s.window.complete(job.seq, answer);
     if (s.conn) this.sendAnswer(s, s.conn, answer);
+    // Stored for the cluster after the answer went out (off the latency path).
+    if (a.ran && this.cluster)
+      this.cluster.sessions.reqFinish(a.ran, job.seq, answer).catch((e: unknown) =>
+        this.log.warn({ sessionId: s.sessionId, seq: job.seq, err: (e as Error).message }, 'request outcome not stored in Redis: a re-send after a move may run it again'),
+      );
+  }
+
+  /** A job refused before it ran (OVERLOADED): if the cluster window recorded it as running here, it did not run. */
+  private forgetInCluster(job: RequestJob): void {
+    const c = this.cluster;
+    const f = job.fence;
+    if (!c || !job.admission || !f) return;
+    void job.admission.then((v) => (v?.kind === 'new' ? c.sessions.reqFinish(f, job.seq, null) : false)).catch(() => undefined);
+  }
+
+  /** Cluster notice: the answer of a REQUEST this session's client re-sent here while another gate ran it. */
+  private answered(s: Session, seq: number, answer: Frame | 'unknown' | null): void {
+    if (!s.window.isRunning(seq)) return;
+    if (answer === null) {
+      // Too large for the notice: read it from the window in Redis.
+      const f = s.fence;
+      if (!f || !this.cluster) return;
+      this.cluster.sessions.reqBegin(f, seq, this.cfg.requestWindow).then(
+        (v) => {
+          if (v.kind === 'done') this.answered(s, seq, v.answer);
+          else if (v.kind === 'outcome_unknown') this.answered(s, seq, 'unknown');
+        },
+        (e: unknown) => this.log.warn({ sessionId: s.sessionId, seq, err: (e as Error).message }, 'stored answer not read'),
+      );
+      return;
+    }
+    const f =
+      answer === 'unknown'
+        ? errorFrame(seq, 0, 'OUTCOME_UNKNOWN', 'the gate running this request died mid-call: whether the backend ran it is unknown (x-request-id / Idempotency-Key name it)')
+        : { ...answer, seq };
+    s.window.complete(seq, f);
+    if (s.conn) this.sendAnswer(s, s.conn, f);
   }
 
   /** RESPONSE bodies are kept uncompressed in the window and deflated per link, as that link asked. */

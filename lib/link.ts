@@ -2,6 +2,7 @@
 // connection's frames$ that watches its deadlines and rate, hands each frame to the gate and
 // feeds the REQUEST jobs it admits into the request pool.
 import { asyncScheduler, type Observer, type Subscription } from 'rxjs';
+import type { ClusterVerdict, Fence } from './cluster/redisSessions.js';
 import type { Connection } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, type Frame } from './frame.js';
@@ -19,6 +20,13 @@ export interface RequestJob {
   /** Owned copy (the frame's view would pin the receive chunk past this tick). */
   readonly body: Buffer;
   readonly traceparent: string | undefined;
+  /**
+   * Cluster mode: the cluster-wide window's verdict, asked before the job reaches the pool (so
+   * jobs keep their order), and the fence it was asked under. A null verdict: Redis was away, and
+   * the local window alone decided.
+   */
+  readonly admission?: Promise<ClusterVerdict | null>;
+  readonly fence?: Fence;
 }
 
 /** Per-connection state: where it is in the login dance, and its session once logged in. */

@@ -304,6 +304,86 @@ describe('cluster mode: a gate killed with SIGKILL loses no acknowledged push', 
   });
 });
 
+describe('cluster mode: a REQUEST runs once across moves', () => {
+  let redis: RedisServer;
+  let backend: FakeBackend;
+  const members: Member[] = [];
+  const clients: TestClient[] = [];
+  /** Requests the backend holds until released, by x-request-id. */
+  const held = new Map<string, () => void>();
+
+  before(async () => {
+    redis = await startRedis();
+    backend = await startFakeBackend((req) => {
+      if (req.path.startsWith('/rpc/') && req.body.toString().includes('"hold"')) {
+        return new Promise((resolve) => held.set(String(req.headers['x-request-id']), () => resolve({ body: { ran: req.body.toString() } })));
+      }
+      if (req.path.startsWith('/rpc/')) return { body: req.body };
+      return { status: 204 };
+    });
+  });
+  after(async () => {
+    for (const release of held.values()) release();
+    await Promise.all(clients.map((c) => c.destroy()));
+    await Promise.all(members.map((m) => m.proc.kill()));
+    await backend?.close();
+    await redis?.stop();
+  });
+
+  const rpcCalls = (id: string): number => backend.calls.filter((c) => c.path.startsWith('/rpc/') && c.headers['x-request-id'] === id).length;
+
+  it('should answer a re-send on the new gate with the outcome of the call still running on the old one, run once', async () => {
+    const prefix = `e${++prefixes}:`;
+    const [a, b] = await Promise.all([startMember('gE1', redis.url, prefix, backend.url), startMember('gE2', redis.url, prefix, backend.url)]);
+    members.push(a, b);
+    const { c, w } = await login(a, 'mover');
+    const id = `${w.sessionId}.1`;
+    c.request(1, 1, { hold: 1 });
+    await waitFor('the call to reach the backend', () => held.get(id), WAIT_MS);
+    await c.destroy();
+    const r = await resume(b, w, 0);
+    clients.push(r.c);
+    r.c.request(1, 1, { hold: 1 }); // the client re-sends what it never got an answer to
+    // Only the first call is running: release it; its answer comes on the new link.
+    held.get(id)!();
+    const answer = await r.c.next((f) => f.seq === 1 && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR), WAIT_MS);
+    assert.equal(answer.type, FrameType.RESPONSE, answer.body.toString());
+    assert.deepEqual(JSON.parse(answer.body.toString()), { ran: JSON.stringify({ hold: 1 }) });
+    // Once more from the stored outcome, and still one call upstream.
+    r.c.request(1, 1, { hold: 1 });
+    await waitFor('the second answer', () => r.c.frames.filter((f) => f.type === FrameType.RESPONSE && f.seq === 1).length === 2, WAIT_MS);
+    assert.equal(rpcCalls(id), 1, 'one upstream call for the seq');
+    // A new seq runs as usual on the new gate.
+    r.c.request(1, 2, { n: 2 });
+    assert.deepEqual(JSON.parse((await r.c.next((f) => f.type === FrameType.RESPONSE && f.seq === 2, WAIT_MS)).body.toString()), { n: 2 });
+  });
+
+  it('should answer OUTCOME_UNKNOWN, never run it again, when the gate running the call was SIGKILLed', async () => {
+    const prefix = `e${++prefixes}:`;
+    const [a, b] = await Promise.all([startMember('gU1', redis.url, prefix, backend.url), startMember('gU2', redis.url, prefix, backend.url)]);
+    members.push(a, b);
+    const { c, w } = await login(a, 'orphaned-call');
+    clients.push(c);
+    const id = `${w.sessionId}.1`;
+    c.request(1, 1, { hold: 2 });
+    await waitFor('the call to reach the backend', () => held.get(id), WAIT_MS);
+    await a.proc.kill();
+    const r = await resume(b, w, 0);
+    clients.push(r.c);
+    r.c.request(1, 1, { hold: 2 });
+    // Within a few beats the dead gate is reaped and its running call declared unknowable.
+    const e = await r.c.next((f) => f.seq === 1 && (f.type === FrameType.ERROR || f.type === FrameType.RESPONSE), 20_000);
+    assert.equal(e.type, FrameType.ERROR, e.body.toString());
+    assert.equal((json(e) as { code: string }).code, 'OUTCOME_UNKNOWN');
+    r.c.request(1, 1, { hold: 2 });
+    const again = await r.c.next((f) => f.seq === 1 && f.type === FrameType.ERROR, WAIT_MS);
+    assert.equal((json(again) as { code: string }).code, 'OUTCOME_UNKNOWN');
+    assert.equal(rpcCalls(id), 1, 'never run again');
+    const key = backend.calls.find((x) => x.headers['x-request-id'] === id)!.headers['idempotency-key'];
+    assert.equal(key, id, 'the backend had the idempotency key to dedupe with');
+  });
+});
+
 describe('cluster mode: a dead gate is noticed and its sessions taken over', () => {
   it('should detach the sessions of a SIGKILLed gate within a few beats (gate_lost), for a resume anywhere', async (t) => {
     const redis = await startRedis();

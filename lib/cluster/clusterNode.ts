@@ -16,12 +16,15 @@ import { GatewayError } from '../errors.js';
 import type { KeptPush } from '../session/pushBuffer.js';
 import type { Session, SessionSync } from '../session/session.js';
 import { noticeChannel } from './keys.js';
-import { RedisSessions, type RedisSessionsConfig } from './redisSessions.js';
+import type { Frame } from '../frame.js';
+import { RedisSessions, decodeAnswer, type RedisSessionsConfig } from './redisSessions.js';
 
 /** What a notice asks of the member holding a session. */
 export type Notice =
   | { readonly kind: 'push'; readonly sessionId: string; readonly seq: number; readonly push: KeptPush | null }
   | { readonly kind: 'moved'; readonly sessionId: string; readonly gen: number }
+  /** A REQUEST's outcome from the gate that ran it (null: too large to inline; 'unknown': that gate died). */
+  | { readonly kind: 'answer'; readonly sessionId: string; readonly seq: number; readonly answer: Frame | 'unknown' | null }
   | { readonly kind: 'ended'; readonly sessionId: string; readonly reason: string; readonly message: string };
 
 /** The gate's side: its local sessions and what may be done to them. */
@@ -30,6 +33,8 @@ export interface SessionHolder {
   local(sessionId: string): Session | undefined;
   /** Adds a push Redis numbered (seq = the session's last + 1) to the local buffer and sends it. */
   deliver(s: Session, push: KeptPush): void;
+  /** A REQUEST re-sent here while another gate ran it has its outcome: answer the client. */
+  answered(s: Session, seq: number, answer: Frame | 'unknown' | null): void;
   /** Lets the session go here: its link (if any) is closed with `err`; no store call, no event. */
   drop(s: Session, err: GatewayError | null): void;
   /** Closes the session's link without a BYE: it detaches, and the client's resume learns the rest. */
@@ -264,7 +269,12 @@ export class ClusterNode {
       const push = el !== null && el.length >= 2 ? { seq, route: el.readUInt16BE(0), body: Buffer.from(el.subarray(2)) } : null;
       n = { kind: 'push', sessionId, seq, push };
     } else if (kind === 'M') n = { kind: 'moved', sessionId, gen: Number(arg) };
-    else if (kind === 'E') n = { kind: 'ended', sessionId, reason: arg, message: line.split(' ').slice(3).join(' ') };
+    else if (kind === 'A') {
+      const seq = Number(arg);
+      const rec = nl === -1 ? null : msg.subarray(nl + 1);
+      const answer = rec === null || rec.length === 0 ? null : rec[0] === 0x55 /* U */ ? 'unknown' : decodeAnswer(rec, seq);
+      n = { kind: 'answer', sessionId, seq, answer };
+    } else if (kind === 'E') n = { kind: 'ended', sessionId, reason: arg, message: line.split(' ').slice(3).join(' ') };
     else if (kind === 'K') {
       this.probeSeen = Math.max(this.probeSeen, Number(sessionId));
       return;
@@ -297,6 +307,9 @@ export class ClusterNode {
         return;
       case 'ended':
         this.holder?.drop(s, endError(n.reason, n.message));
+        return;
+      case 'answer':
+        this.holder?.answered(s, n.seq, n.answer);
         return;
     }
   }

@@ -19,6 +19,9 @@
  * | `P m:<member>` | HASH   | the member's figures (gateId, addresses, counts); expires after 3 beats |
  * | `P dead:<m>`   | STRING | the member that declared <m> dead and reaps it; 1 h                   |
  * | `P ctl`        | channel| cluster-wide news: `dead <member>`                                    |
+ * | `P w:<pid>`    | HASH   | request seq → R<gen>:<member> running, D‖answer done, U unknown, N not run |
+ * | `P wl:<pid>`   | LIST   | the window's seqs in admission order, ≤ --request-window              |
+ * | `P r:<member>` | HASH   | pid → requests the member is running (what becomes U if it dies)      |
  */
 
 /** The default `--redis-prefix`. */
@@ -40,6 +43,9 @@ export const KEY_TAGS = {
   member: 'm:',
   dead: 'dead:',
   control: 'ctl',
+  window: 'w:',
+  windowOrder: 'wl:',
+  running: 'r:',
 } as const;
 
 /** Fields of the `s:<pid>` hash. */
@@ -75,12 +81,16 @@ export interface SessionKeys {
   readonly meta: string;
   readonly pushes: string;
   readonly pushIds: string;
+  readonly window: string;
+  readonly windowOrder: string;
 }
 
 export const sessionKeys = (prefix: string, playerId: string): SessionKeys => ({
   meta: prefix + KEY_TAGS.meta + playerId,
   pushes: prefix + KEY_TAGS.pushes + playerId,
   pushIds: prefix + KEY_TAGS.pushIds + playerId,
+  window: prefix + KEY_TAGS.window + playerId,
+  windowOrder: prefix + KEY_TAGS.windowOrder + playerId,
 });
 
 /** sessionId → playerId, or the `~<reason>` tombstone of an ended session. */

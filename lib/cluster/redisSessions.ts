@@ -16,6 +16,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Frame } from '../frame.js';
 import type { KeptPush } from '../session/pushBuffer.js';
 import { PUSH_IDS_MIN } from '../session/pushIds.js';
 import {
@@ -127,6 +128,18 @@ export interface SessionInfo {
   /** The member holding its link, or while detached the member it was detached from; null if none. */
   readonly holder: string | null;
 }
+
+/** The cluster-wide request window's verdict on a REQUEST seq (reqBegin). */
+export type ClusterVerdict =
+  | { readonly kind: 'new' }
+  /** Running on some gate: its answer comes as a notice to the session's holder. */
+  | { readonly kind: 'running' }
+  | { readonly kind: 'done'; readonly answer: Frame }
+  /** The gate running it died mid-call: whether the backend ran it cannot be known. */
+  | { readonly kind: 'outcome_unknown' }
+  | { readonly kind: 'stale' }
+  /** This member no longer holds the session (moved or ended). */
+  | { readonly kind: 'lost' };
 
 export type AckResult = { readonly kind: 'ok'; readonly forgottenUpTo: number } | Fenced | Unknown;
 export type DetachResult = { readonly kind: 'ok' } | Fenced | Unknown;
@@ -305,6 +318,47 @@ export class RedisSessions {
     return { kind: 'ok', forgottenUpTo: int(r[1]), pushSeq: int(r[2]), pushes: decodePushes(r[4], int(r[3])) };
   }
 
+  /**
+   * Before REQUEST `seq` runs upstream: the cluster-wide window's verdict. `new` records it as
+   * running here, so a client that moves and re-sends it never runs it twice.
+   */
+  async reqBegin(f: Fence, seq: number, windowSize: number): Promise<ClusterVerdict> {
+    const k = sessionKeys(this.prefix, f.playerId);
+    const r = await this.call(
+      'reqBegin',
+      [k.meta, k.pushes, epochKey(this.prefix), k.window, k.windowOrder, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), windowSize, this.prefix, f.playerId],
+      true,
+    );
+    const st = status(r, 'reqBegin', 'NEW', 'RUNNING', 'DONE', 'UNKNOWN', 'STALE', 'FENCED', 'GONE');
+    switch (st) {
+      case 'NEW':
+        return { kind: 'new' };
+      case 'RUNNING':
+        return { kind: 'running' };
+      case 'DONE':
+        return { kind: 'done', answer: decodeAnswer(r[1], seq) };
+      case 'UNKNOWN':
+        return { kind: 'outcome_unknown' };
+      case 'STALE':
+        return { kind: 'stale' };
+      case 'FENCED':
+      case 'GONE':
+        return { kind: 'lost' };
+    }
+  }
+
+  /**
+   * The outcome of REQUEST `seq`, run here under fence `f` (as at its reqBegin): stored even if the
+   * session moved since, whose new holder is then told. `answer` null: refused before it ran
+   * (OVERLOADED), so a re-send runs it. Returns false when the record is gone (session ended).
+   */
+  async reqFinish(f: Fence, seq: number, answer: Frame | null): Promise<boolean> {
+    const k = sessionKeys(this.prefix, f.playerId);
+    const record = answer === null ? 'N' : encodeAnswer(answer);
+    const r = await this.call('reqFinish', [k.meta, k.window, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), record, this.prefix, f.playerId, NOTICE_INLINE_MAX]);
+    return status(r, 'reqFinish', 'OK', 'LOST') === 'OK';
+  }
+
   /** REQUESTs came for these players' sessions: their idle clocks restart (Redis time). */
   async touch(playerIds: readonly string[]): Promise<void> {
     if (playerIds.length > 0) await this.call('touch', [idleKey(this.prefix), ...playerIds]);
@@ -399,6 +453,22 @@ export class RedisSessions {
     if (!Array.isArray(raw) || raw.length === 0) throw new Error(`RedisSessions: script ${name} answered ${String(raw)}`);
     return raw as unknown[];
   }
+}
+
+/** A stored answer: 'D' ‖ frame type u8 ‖ route u16 ‖ body. */
+function encodeAnswer(f: Frame): Buffer {
+  const b = Buffer.allocUnsafe(4 + f.body.length);
+  b.write('D', 0, 'latin1');
+  b.writeUInt8(f.type, 1);
+  b.writeUInt16BE(f.route, 2);
+  f.body.copy(b, 4);
+  return b;
+}
+
+/** A stored answer back to the frame that answers `seq` (body copied off the reply). */
+export function decodeAnswer(v: unknown, seq: number): Frame {
+  if (!Buffer.isBuffer(v) || v.length < 4 || v[0] !== 0x44) throw new Error('RedisSessions: malformed stored answer');
+  return { type: v.readUInt8(1), flags: 0, route: v.readUInt16BE(2), seq, body: Buffer.from(v.subarray(4)) };
 }
 
 /** (pid, sid) pairs from element `from` of a script reply on. */

@@ -131,7 +131,7 @@ if old[1] then
   notify(ARGV[5], old[2] ~= '' and old[2] or old[4], 'E ' .. old[1] .. ' replaced')
 end
 local gen = num(old[3]) + 1
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], ARGV[5] .. '${KEY_TAGS.window}' .. ARGV[1], ARGV[5] .. '${KEY_TAGS.windowOrder}' .. ARGV[1])
 redis.call('HSET', KEYS[1], 'sid', ARGV[2], 'tok', ARGV[3], 'own', ARGV[4], 'gen', gen, 'st', 'online',
   'seq', 0, 'fgt', 0, 'ack', 0, 'b', 0, 'ep', epoch, 'xs', 0)
 redis.call('SET', KEYS[4], ARGV[1])
@@ -286,7 +286,7 @@ if ARGV[2] ~= '' then
   local holder = m[2] ~= '' and m[2] or m[4]
   if holder ~= ARGV[3] or num(m[3]) ~= tonumber(ARGV[4]) then return {'FENCED', m[2], num(m[3])} end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], ARGV[1] .. '${KEY_TAGS.window}' .. ARGV[8], ARGV[1] .. '${KEY_TAGS.windowOrder}' .. ARGV[8])
 redis.call('SET', ARGV[1] .. '${KEY_TAGS.sessionId}' .. m[1], '~' .. ARGV[5], 'PX', ARGV[6])
 hold(ARGV[1], m[2], ARGV[8], false)
 redis.call('ZREM', ARGV[1] .. '${KEY_TAGS.idle}', ARGV[8])
@@ -337,7 +337,8 @@ for _, pid in ipairs(due) do
   local s = prefix .. '${KEY_TAGS.meta}' .. pid
   local m = redis.call('HMGET', s, 'sid', 'own', 'lo')
   if m[1] then
-    redis.call('DEL', s, prefix .. '${KEY_TAGS.pushes}' .. pid, prefix .. '${KEY_TAGS.pushIds}' .. pid)
+    redis.call('DEL', s, prefix .. '${KEY_TAGS.pushes}' .. pid, prefix .. '${KEY_TAGS.pushIds}' .. pid,
+      prefix .. '${KEY_TAGS.window}' .. pid, prefix .. '${KEY_TAGS.windowOrder}' .. pid)
     redis.call('SET', prefix .. '${KEY_TAGS.sessionId}' .. m[1], '~idle', 'PX', ARGV[4])
     hold(prefix, m[2], pid, false)
     notify(prefix, m[2] ~= '' and m[2] or m[3], 'E ' .. m[1] .. ' idle ')
@@ -395,6 +396,22 @@ elseif redis.call('GET', KEYS[2]) ~= me then
   return {'GONE'}
 end
 local out = {'OK', 0}
+-- Requests x was running when it died: their outcome is unknowable. Each becomes U, and the
+-- session's holder is told, to answer OUTCOME_UNKNOWN to a client waiting on that seq.
+local runningKey = ARGV[5] .. '${KEY_TAGS.running}' .. x
+for _, pid in ipairs(redis.call('HKEYS', runningKey)) do
+  local w = ARGV[5] .. '${KEY_TAGS.window}' .. pid
+  local recs = redis.call('HGETALL', w)
+  local m = redis.call('HMGET', ARGV[5] .. '${KEY_TAGS.meta}' .. pid, 'sid', 'own')
+  for i = 1, #recs, 2 do
+    local rec = recs[i + 1]
+    if string.sub(rec, 1, 1) == 'R' and string.sub(rec, -(#x + 1)) == ':' .. x then
+      redis.call('HSET', w, recs[i], 'U')
+      if m[1] and m[2] and m[2] ~= '' then notify(ARGV[5], m[2], 'A ' .. m[1] .. ' ' .. recs[i] .. '\\nU') end
+    end
+  end
+end
+redis.call('DEL', runningKey)
 for _, pid in ipairs(redis.call('SPOP', KEYS[3], tonumber(ARGV[4]))) do
   local s = ARGV[5] .. '${KEY_TAGS.meta}' .. pid
   local m = redis.call('HMGET', s, 'sid', 'own')
@@ -406,6 +423,72 @@ for _, pid in ipairs(redis.call('SPOP', KEYS[3], tonumber(ARGV[4]))) do
 end
 out[2] = redis.call('SCARD', KEYS[3])
 return out
+`;
+
+/**
+ * reqBegin. KEYS: s, q, epoch, w, wl. ARGV: sid, me, gen, seq, windowSize, prefix, pid.
+ * Fenced. Before a REQUEST seq runs upstream, cluster-wide: the first sight of it records it as
+ * running here (R<gen>:<me>), so a client that moves and re-sends it never runs it twice.
+ * Returns {'NEW'}, {'RUNNING'} (its answer comes as an A notice), {'DONE', record},
+ * {'UNKNOWN'} (the gate running it died), {'STALE'}, or FENCED/UNKNOWN-session as every fenced script
+ * (the latter as {'GONE'}).
+ */
+const REQ_BEGIN = `${PRELUDE}
+local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+if stop then
+  if stop[1] == 'UNKNOWN' then return {'GONE'} end
+  return stop
+end
+local seq, me, pid, prefix = ARGV[4], ARGV[2], ARGV[7], ARGV[6]
+local mark = 'R' .. ARGV[3] .. ':' .. me
+local rec = redis.call('HGET', KEYS[4], seq)
+if rec then
+  local k = string.sub(rec, 1, 1)
+  if k == 'R' then return {'RUNNING'} end
+  if k == 'D' then return {'DONE', rec} end
+  if k == 'U' then return {'UNKNOWN'} end
+  redis.call('HSET', KEYS[4], seq, mark)
+  redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
+  return {'NEW'}
+end
+if tonumber(seq) <= num(redis.call('HGET', KEYS[1], 'rq')) then return {'STALE'} end
+redis.call('HSET', KEYS[1], 'rq', seq)
+redis.call('HSET', KEYS[4], seq, mark)
+redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
+local n = redis.call('RPUSH', KEYS[5], seq)
+while n > tonumber(ARGV[5]) do
+  local old = redis.call('LPOP', KEYS[5])
+  local orec = redis.call('HGET', KEYS[4], old)
+  redis.call('HDEL', KEYS[4], old)
+  if orec and string.sub(orec, 1, 1) == 'R' then
+    local who = string.match(orec, ':(.*)$')
+    if redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. who, pid, -1) <= 0 then redis.call('HDEL', prefix .. '${KEY_TAGS.running}' .. who, pid) end
+  end
+  n = n - 1
+end
+return {'NEW'}
+`;
+
+/**
+ * reqFinish. KEYS: s, w. ARGV: sid, runMember, runGen, seq, record ('D' ‖ type u8 ‖ route u16 ‖ body,
+ * or 'N': refused before it ran), prefix, pid, inlineMax.
+ * Fenced on the record, not on the session: the outcome of a call that ran is a fact, stored even
+ * after the session moved. If it moved (another member, or a newer generation here), its holder
+ * is told `A <sid> <seq>\n` ‖ record (empty past inlineMax: it reads it by re-sending).
+ * Returns {'OK'} or {'LOST'} (no such record: the session ended, or the window moved on).
+ */
+const REQ_FINISH = `${PRELUDE}
+local seq, me, pid, prefix = ARGV[4], ARGV[2], ARGV[7], ARGV[6]
+local runningKey = prefix .. '${KEY_TAGS.running}' .. me
+if redis.call('HINCRBY', runningKey, pid, -1) <= 0 then redis.call('HDEL', runningKey, pid) end
+if redis.call('HGET', KEYS[2], seq) ~= 'R' .. ARGV[3] .. ':' .. me then return {'LOST'} end
+redis.call('HSET', KEYS[2], seq, ARGV[5])
+local m = redis.call('HMGET', KEYS[1], 'sid', 'own', 'gen')
+if ARGV[5] ~= 'N' and m[1] == ARGV[1] and m[2] and m[2] ~= '' and (m[2] ~= me or m[3] ~= ARGV[3]) then
+  local inline = #ARGV[5] <= tonumber(ARGV[8]) and ARGV[5] or ''
+  notify(prefix, m[2], 'A ' .. ARGV[1] .. ' ' .. seq .. '\\n' .. inline)
+end
+return {'OK'}
 `;
 
 interface ScriptDef {
@@ -428,6 +511,8 @@ export const SCRIPTS = {
   beat: { numberOfKeys: 3, lua: BEAT },
   rejoin: { numberOfKeys: 1, lua: REJOIN },
   reapPage: { numberOfKeys: 3, lua: REAP_PAGE },
+  reqBegin: { numberOfKeys: 5, lua: REQ_BEGIN },
+  reqFinish: { numberOfKeys: 2, lua: REQ_FINISH },
 } as const satisfies Record<string, ScriptDef>;
 
 export type ScriptName = keyof typeof SCRIPTS;

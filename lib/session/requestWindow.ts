@@ -113,6 +113,12 @@ export class RequestWindow {
     while (this.bytes > this.maxBytes && this.count > 1) this.evictOldest();
   }
 
+  /** True while `seq` is in the window and has no answer yet. */
+  isRunning(seq: number): boolean {
+    const i = this.find(seq);
+    return i >= 0 && (this.meta![i + INFO]! & 0xff) === RUNNING;
+  }
+
   /** The seq was refused without running (OVERLOADED): a re-send of it runs, once. */
   forget(seq: number): void {
     const i = this.find(seq);
