@@ -800,6 +800,8 @@ export class Gate {
         s.window.forget(job.seq); // the session's new holder answers a re-send
         return;
       }
+      // The outcome may have come first as a notice (answered()): one answer per send.
+      if (!s.window.isRunning(job.seq)) return;
       if (a.stale) s.window.forget(job.seq);
       else s.window.complete(job.seq, settled);
       if (s.conn) this.sendAnswer(s, s.conn, settled);

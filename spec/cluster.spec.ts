@@ -349,13 +349,13 @@ describe('cluster mode: a REQUEST runs once across moves', () => {
     const answer = await r.c.next((f) => f.seq === 1 && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR), WAIT_MS);
     assert.equal(answer.type, FrameType.RESPONSE, answer.body.toString());
     assert.deepEqual(JSON.parse(answer.body.toString()), { ran: JSON.stringify({ hold: 1 }) });
-    // Once more from the stored outcome, and still one call upstream.
+    // Once more from the stored outcome, and still one call upstream; one answer per send.
     r.c.request(1, 1, { hold: 1 });
-    await waitFor('the second answer', () => r.c.frames.filter((f) => f.type === FrameType.RESPONSE && f.seq === 1).length === 2, WAIT_MS);
-    assert.equal(rpcCalls(id), 1, 'one upstream call for the seq');
-    // A new seq runs as usual on the new gate.
+    await waitFor('the second answer', () => r.c.frames.filter((f) => f.type === FrameType.RESPONSE && f.seq === 1).length >= 2, WAIT_MS);
     r.c.request(1, 2, { n: 2 });
     assert.deepEqual(JSON.parse((await r.c.next((f) => f.type === FrameType.RESPONSE && f.seq === 2, WAIT_MS)).body.toString()), { n: 2 });
+    assert.equal(r.c.frames.filter((f) => f.seq === 1).length, 2, 'two sends of seq 1, two answers');
+    assert.equal(rpcCalls(id), 1, 'one upstream call for the seq');
   });
 
   it('should answer OUTCOME_UNKNOWN, never run it again, when the gate running the call was SIGKILLed', async () => {
