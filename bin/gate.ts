@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { OPTIONS, buildConfig, readConfigFile, readEnv, type RawOptions } from '../lib/config.js';
+import { OPTIONS, buildConfig, readConfigFile, readEnv, type GateConfig, type RawOptions } from '../lib/config.js';
 import { isGatewayError } from '../lib/errors.js';
 import { onParentGone } from '../lib/parentWatch.js';
+import { workerIndex } from '../lib/procs.js';
 
 const USAGE = `usage:
   gate serve [options]          run a gate (gate serve --help lists the options)
@@ -51,6 +52,10 @@ async function serveCommand(argv: string[]): Promise<void> {
     if (isGatewayError(e)) die(2, `gate serve: ${e.message}`);
     throw e;
   }
+  const worker = workerIndex();
+  // --procs N: this process is the primary; its workers run this same command as members `<gateId>.<i>`.
+  if (cfg.procs > 1 && worker === null) return primaryCommand(cfg, argv);
+  if (worker !== null) cfg = { ...cfg, procs: 1, gateId: `${cfg.gateId}.${worker}` };
   // Signals during start-up are remembered and honoured once the gate is up (shutdown needs it started).
   // Loaded once the options are valid: a bad option is refused without loading the gate (fastify, got, ws…).
   const { serve } = await import('../lib/serve.js');
@@ -85,6 +90,28 @@ async function serveCommand(argv: string[]): Promise<void> {
     signals--;
     stop('signal');
   }
+}
+
+/** The --procs primary: forks the workers, restarts the ones that die, forwards SIGTERM / SIGINT. */
+async function primaryCommand(cfg: GateConfig, argv: string[]): Promise<void> {
+  const { default: pino } = await import('pino');
+  const { startPrimary } = await import('../lib/procs.js');
+  const log = pino({ level: cfg.logLevel, base: { pid: process.pid } }).child({ gateId: cfg.gateId, component: 'primary' });
+  const primary = startPrimary(cfg, argv, log);
+  let stopping = false;
+  const stop = (why: string): void => {
+    if (stopping) die(1, `gate serve: second ${why} during shutdown; exiting now`);
+    stopping = true;
+    log.info({ why }, 'shutdown started');
+    primary.stop().then(
+      () => process.exit(0),
+      (e: unknown) => die(1, `gate serve: shutdown failed: ${(e as Error).message}`),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  onParentGone(() => stop('parent gone'));
+  await primary.listening;
 }
 
 /** After the parent of a `gate serve` started with IPC is gone: the wait for requests and for events, ms. */

@@ -6,6 +6,7 @@
 // start every child this way; the channel survives `taskset` because exec keeps inherited
 // descriptors. (Processes whose parent gives them no channel, npm test's runner and test files,
 // poll their parent instead: scripts/exit-with-parent.mjs.)
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 
 /** The environment variable gate bench sets on every child it starts (and reads back from /proc in tests). */
@@ -45,8 +46,10 @@ export function onParentGone(onGone: () => void): boolean {
     return false;
   }
   process.once('disconnect', once);
-  // Listening for 'disconnect' refs the channel; a command that is done must still exit.
-  channel.unref();
+  // Listening for 'disconnect' refs the channel; a command that is done must still exit. (Not a
+  // --procs worker: node:cluster answers its listen() over the channel, and an unref'd channel
+  // lets the worker exit while it waits.)
+  if (!cluster.isWorker) channel.unref();
   return true;
 }
 

@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import type { GateConfig } from './config.js';
 import { ClusterNode } from './cluster/clusterNode.js';
 import { GatewayError } from './errors.js';
+import { REAP_ENV, reportListening, workerIndex } from './procs.js';
 import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
 import { Gate, type GateDeps, type ShutdownBounds } from './gate.js';
 import { startApi, type ApiServer } from './streams/api.js';
@@ -28,8 +29,8 @@ export function createLogger(level: string): Logger {
  * GatewayError(GW_ERR_LISTEN) after closing whatever had started.
  */
 export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Promise<RunningGate> {
-  // Refused rather than run as one process while the operator believes every core serves.
-  if (cfg.procs > 1) throw new GatewayError('GW_ERR_CONFIG', `--procs: ${cfg.procs} worker processes are not built yet in this version of gate (run --procs 1, one gate per core on its own ports)`, { option: 'procs' });
+  // One process: `gate serve --procs N` runs a primary (lib/procs.ts) whose workers call this with 1.
+  if (cfg.procs > 1) throw new GatewayError('GW_ERR_CONFIG', `--procs: serve() runs one process; ${cfg.procs} are run by the CLI's primary (lib/procs.ts)`, { option: 'procs' });
   const logger = deps.logger ?? createLogger(cfg.logLevel);
   // Cluster mode (CONTRACT §5): this process is one member, named afresh at each start, so a
   // restarted gate never mistakes the sessions of its previous life for its own.
@@ -38,7 +39,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
       ? deps.cluster
       : cfg.redis !== null
         ? new ClusterNode(
-            { url: cfg.redis, prefix: cfg.redisPrefix, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes, idleTimeoutMs: cfg.idleTimeoutMs },
+            { url: cfg.redis, prefix: cfg.redisPrefix, reapAtStart: process.env[REAP_ENV] ?? null, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes, idleTimeoutMs: cfg.idleTimeoutMs },
             logger.child({ gateId: cfg.gateId }),
           )
         : null;
@@ -62,7 +63,13 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
   gate.ready = true;
   gate.startRegistration();
   const addresses = { tcp: gate.addresses.tcp, ws: gate.addresses.ws, api: api.address };
-  logger.info({ gateId: cfg.gateId, ...addresses, upstream: demo ? 'embedded demo' : cfg.upstream, ...(cluster ? { member: cluster.member, redisPrefix: cfg.redisPrefix } : {}) }, 'listening');
+  // A --procs worker: the primary logs the one `listening` line once every worker reported.
+  const worker = workerIndex() !== null;
+  logger.info(
+    { gateId: cfg.gateId, ...addresses, upstream: demo ? 'embedded demo' : cfg.upstream, ...(cluster ? { member: cluster.member, redisPrefix: cfg.redisPrefix } : {}) },
+    worker ? 'member listening' : 'listening',
+  );
+  if (worker && cluster) reportListening({ ...addresses, member: cluster.member });
   // Pinned to one core, V8's concurrent GC threads pre-empt the main thread and stall it at the
   // end of each major GC. The flag is not allowed in NODE_OPTIONS and cannot be set once V8 runs,
   // so the gate can only say so (docs/operations.md, "One core").

@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { FrameType, type Frame } from '../lib/frame.js';
 import { startFakeBackend, type FakeBackend } from './helpers/fakeBackend.js';
 import { portOf, spawnGate, type GateProcess } from './helpers/gateProcess.js';
@@ -50,6 +51,17 @@ async function call(m: Member, method: string, path: string, body?: unknown): Pr
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** A session's state as Redis holds it (no gate left to ask). */
+async function fetchPlayer(url: string, prefix: string, playerId: string): Promise<string | null> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await r.connect();
+  try {
+    return await r.hget(`${prefix}s:${playerId}`, 'st');
+  } finally {
+    r.disconnect();
+  }
 }
 
 const push = (m: Member, playerId: string, data: unknown, id?: string) => call(m, 'POST', '/v1/push', { playerId, route: 7, data, ...(id ? { id } : {}) });
@@ -494,6 +506,53 @@ describe('cluster mode: Redis trouble is loud and heals by itself', () => {
     clients.push(again.c);
     assert.deepEqual((await push(m, 'steady', 'stored')).body, { seq: 1, status: 'sent' });
     assert.equal((await nextPush(again.c)).seq, 1);
+  });
+});
+
+describe('cluster mode: --procs', () => {
+  it('should serve from N workers on shared ports, restart a killed one (its sessions taken over at once), and stop on SIGTERM with sessions detached', async (t) => {
+    const redis = await startRedis();
+    const backend = await startFakeBackend();
+    const prefix = `p${++prefixes}:`;
+    const clients: TestClient[] = [];
+    const proc = spawnGate([
+      'serve', '--procs', '2', '--tcp', '127.0.0.1:0', '--ws', '127.0.0.1:0', '--api', '127.0.0.1:0', '--auth', 'none', '--upstream', backend.url,
+      '--gate-id', 'gP', '--redis', redis.url, '--redis-prefix', prefix,
+    ]);
+    t.after(async () => {
+      await Promise.all(clients.map((c) => c.destroy()));
+      await proc.kill();
+      await backend.close();
+      await redis.stop();
+    });
+    const l = await proc.waitForLog('listening');
+    const m: Member = { name: 'gP', proc, tcp: portOf(l.tcp), ws: portOf(l.ws), api: `http://${String(l.api)}`, member: '' };
+    type G = { gateId: string; pid: number; member: string };
+    const gates = async (): Promise<G[]> => ((await call(m, 'GET', '/v1/gates')).body.gates as G[]).sort((x, y) => x.gateId.localeCompare(y.gateId));
+    await waitForAsync('both workers in /v1/gates', async () => (await gates()).length === 2, WAIT_MS);
+    const before = await gates();
+    assert.deepEqual(before.map((g) => g.gateId), ['gP.1', 'gP.2']);
+    assert.equal(proc.lines.filter((x) => x.includes('"msg":"listening"')).length, 1, 'one listening line for the whole gate');
+    // Logins land on both workers (round robin); a session on worker 1 survives its death.
+    const logins = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((p) => login(m, p)));
+    clients.push(...logins.map((x) => x.c));
+    const victim = before[0]!;
+    const onVictim = logins.filter((x) => x.w.gateId === victim.gateId);
+    assert.ok(onVictim.length > 0, `some login on ${victim.gateId}: ${logins.map((x) => x.w.gateId).join(',')}`);
+    process.kill(victim.pid, 'SIGKILL');
+    await waitForAsync(`${victim.gateId} restarted with a new pid`, async () => (await gates()).some((g) => g.gateId === victim.gateId && g.pid !== victim.pid), 20_000);
+    // The restarted worker reaped its predecessor at start: its sessions are detached already.
+    for (const { w } of onVictim) {
+      assert.equal((await call(m, 'GET', `/v1/players/${w.playerId}`)).body.state, 'detached');
+      const r = await resume(m, w, 0);
+      clients.push(r.c);
+      assert.equal(r.w.resumed, true);
+    }
+    proc.child.kill('SIGTERM');
+    const exit = await proc.waitForExit(WAIT_MS * 3);
+    assert.equal(exit.code, 0, proc.stderr());
+    const st = await Promise.all(['w1', 'w2', 'w3', 'w4'].map(async (p) => (await fetchPlayer(redis.url, prefix, p))));
+    assert.deepEqual(st, ['detached', 'detached', 'detached', 'detached'], 'cluster shutdown detaches sessions for a resume elsewhere');
   });
 });
 

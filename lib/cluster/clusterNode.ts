@@ -56,6 +56,8 @@ export interface ClusterNodeConfig extends RedisSessionsConfig {
   readonly beatMs?: number;
   /** `--idle-timeout`: sessions without a REQUEST this long end cluster-wide, held or not. ms. */
   readonly idleTimeoutMs: number;
+  /** A member this one replaces (a --procs worker restarted after it died): reaped at start, not after 3 beats. */
+  readonly reapAtStart?: string | null;
 }
 
 /** Kept pushes one `range` reads. */
@@ -145,6 +147,8 @@ export class ClusterNode {
     const every = this.cfg.probeEveryMs ?? PROBE_EVERY_MS;
     this.subs.push(interval(every).subscribe(() => this.probe()));
     await this.beat();
+    const predecessor = this.cfg.reapAtStart;
+    if (predecessor) await this.reap(predecessor, 0).catch((e: unknown) => this.log.warn({ dead: predecessor, err: (e as Error).message }, 'reap of the predecessor failed; the beats catch it'));
     // exhaustMap: a slow Redis never stacks beats, sweeps or flushes up.
     this.subs.push(interval(this.beatMs).pipe(exhaustMap(() => this.beat())).subscribe());
     this.subs.push(interval(this.touchEveryMs).pipe(exhaustMap(() => this.sweep())).subscribe());
@@ -180,10 +184,10 @@ export class ClusterNode {
   }
 
   /** Takes over a silent member's sessions: detached, for a resume anywhere (event `detached`, gate_lost). */
-  private async reap(x: string): Promise<void> {
+  private async reap(x: string, silentMs = DEAD_AFTER_BEATS * this.beatMs): Promise<void> {
     let total = 0;
     for (;;) {
-      const r = await this.sessions.reapPage(x, DEAD_AFTER_BEATS * this.beatMs);
+      const r = await this.sessions.reapPage(x, silentMs);
       if (r.kind !== 'ok') break;
       for (const d of r.detached) this.holder?.event('detached', d, 'gate_lost');
       total += r.detached.length;
