@@ -19,7 +19,7 @@ const CONCURRENCY = 3;
  * runs beside everything else; the heavy process-spawning files then overlap the many short ones
  * instead of ending the run alone. Files not listed follow in name order.
  */
-const FIRST = ['liveness', 'orphans', 'bench', 'process', 'cli', 'requests', 'churn', 'shutdown'];
+const FIRST = ['liveness', 'cluster/killed', 'cluster/operations', 'cluster/twoGates', 'orphans', 'bench', 'process', 'cli', 'requests', 'churn', 'shutdown'];
 const rank = (f) => {
   const i = FIRST.findIndex((n) => f.endsWith(`/${n}.spec.js`));
   return i === -1 ? FIRST.length : i;
@@ -52,5 +52,21 @@ if (files.length === 0) {
 const stream = run({ files, concurrency: CONCURRENCY, timeout: TEST_TIMEOUT_MS });
 stream.on('test:fail', () => {
   process.exitCode = 1;
+});
+// Cluster-mode specs never pass by doing nothing: a file under spec/cluster/ that ran no passing
+// test (Redis missing and the file mis-handling it, a filter that matched nothing) fails the run.
+const clusterFiles = files.filter((f) => /[/\\]cluster[/\\][^/\\]+\.spec\.js$/.test(f));
+const passes = new Map(clusterFiles.map((f) => [f, 0]));
+stream.on('test:pass', (d) => {
+  // Skipped and todo tests, and suites, report test:pass too: only a test that ran counts.
+  if (d.skip !== undefined || d.todo !== undefined || d.details?.type === 'suite') return;
+  for (const f of passes.keys()) if (d.file?.endsWith(f.replace(/^\.\//, ''))) passes.set(f, passes.get(f) + 1);
+});
+stream.on('end', () => {
+  for (const [f, n] of passes)
+    if (n === 0) {
+      console.error(`run-tests: ${f} passed no test (cluster-mode tests must run: is redis-server installed?)`);
+      process.exitCode = 1;
+    }
 });
 stream.compose(tap).pipe(process.stdout);

@@ -69,7 +69,10 @@ export async function waitForAsync(what: string, check: () => Promise<boolean>, 
     () => {
       if (!busy) {
         busy = true;
-        void check().then((v) => ((ok = v), (busy = false)));
+        // A check that throws (a request to a process that is restarting) counts as not yet.
+        void check()
+          .then((v) => (ok = v), () => (ok = false))
+          .finally(() => (busy = false));
       }
       return ok;
     },
