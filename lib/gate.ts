@@ -33,6 +33,7 @@ import { paceByCredit } from './ops/paceByCredit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
 import type { ClusterNode, SessionHolder } from './cluster/clusterNode.js';
+import { EventStream } from './cluster/eventStream.js';
 import type { EndReason, Fence } from './cluster/redisSessions.js';
 import type { KeptPush } from './session/pushBuffer.js';
 import { PUSH_IDS_MIN, PushIds } from './session/pushIds.js';
@@ -140,6 +141,8 @@ export class Gate {
   readonly events: EventQueue | null;
   /** Cluster mode's Redis side, or null on a single node. */
   readonly cluster: ClusterNode | null;
+  /** Cluster mode: posts the cluster's event stream while this member holds its lease. */
+  private readonly clusterEvents: EventStream | null;
   readonly addresses: { tcp: string | null; ws: string | null; api: string | null } = { tcp: null, ws: null, api: null };
   readonly startedAt = Date.now();
   /** False while starting and from the start of shutdown (`/readyz`). */
@@ -210,10 +213,18 @@ export class Gate {
         : cfg.upstream
           ? gotBackendClient({ baseUrl: cfg.upstream, gateId: cfg.gateId, timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries })
           : null;
+    const poster = this.backend;
+    this.clusterEvents =
+      this.cluster && poster
+        ? new EventStream(this.cluster.sessions, (batch) => poster.postEvents(batch), { batchMax: cfg.eventsBatchMax }, (err) =>
+            this.log.warn({ err: (err as Error).message }, 'backend /events failed (cluster stream); retrying'),
+          )
+        : null;
     this.auth = authenticator(cfg.auth, { backend: this.backend, jwtSecret: cfg.jwtSecret, gateId: cfg.gateId });
     this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
     const backend = this.backend;
-    this.events = backend
+    // Cluster mode: the scripts write the events into Redis and one member posts them (clusterEvents).
+    this.events = backend && !this.cluster
       ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, baseBackoffMs: cfg.eventsBackoffMs, maxBackoffMs: cfg.eventsBackoffMaxMs }, (err, attempt) =>
           this.log.warn({ err: (err as Error).message, attempt, queued: this.events?.length }, 'backend /events failed; retrying'),
         )
@@ -276,6 +287,7 @@ export class Gate {
     if (this.events) this.subs.add(this.events.drain$.subscribe());
     // Redis first: a member that cannot reach it must not accept clients it cannot log in.
     if (this.cluster) await this.cluster.start(this.holder);
+    if (this.clusterEvents) this.subs.add(this.clusterEvents.drain$.subscribe());
     await Promise.race([Promise.all(bound), failed]);
   }
 
@@ -633,7 +645,7 @@ export class Gate {
     if (this.cluster && s.fence) {
       // Stored off the request path; a session that moved or ended meanwhile is let go here.
       const f = s.fence;
-      this.cluster.sessions.detach(f).then(
+      this.cluster.sessions.detach(f, reason).then(
         (r) => {
           if (r.kind !== 'ok' && s.fence === f) this.dropLocal(s, null);
         },
@@ -679,11 +691,10 @@ export class Gate {
       const st = this.stats();
       return { gateId: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, tcp: this.addresses.tcp ?? '', ws: this.addresses.ws ?? '', api: this.addresses.api ?? '', connections: st.connections, sessions: st.sessions, online: st.online, detached: st.detached };
     },
-    event: (type, s, reason) => {
-      // The sweep ended it: a copy held here (detached) goes too, with no second event.
+    event: (type, s) => {
+      // The sweep ended it: a copy held here (detached) goes too. (Its event is in the stream.)
       const local = this.store.bySession(s.sessionId);
       if (local && type === 'offline') this.dropLocal(local, new GatewayError('GW_ERR_IDLE_TIMEOUT'));
-      this.emit(type, s, reason);
     },
   };
 
@@ -706,6 +717,7 @@ export class Gate {
     );
   }
 
+  /** Queues a backend event (single node; in cluster mode the scripts that made the change wrote it). */
   private emit(type: BackendEvent['type'], s: { readonly playerId: string; readonly sessionId: string }, reason?: string): void {
     if (!this.events) return;
     const ev: BackendEvent =
@@ -1098,7 +1110,7 @@ export class Gate {
     if (conn) this.closeWith(conn, new GatewayError('GW_ERR_SHUTDOWN'));
     if (!wasOnline || f === null || !this.cluster) return;
     try {
-      if ((await this.cluster.sessions.detach(f)).kind === 'ok') this.emit('detached', s, 'shutdown');
+      await this.cluster.sessions.detach(f, 'shutdown');
     } catch (e) {
       this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'detach at shutdown not stored (Redis away)');
     }
@@ -1139,6 +1151,10 @@ export class Gate {
     if (this.events && registered) {
       const ok = await this.events.flushed(flushMs);
       step(ok ? 'events flushed' : `events not flushed (${this.events.length} left)`);
+    }
+    if (this.clusterEvents && registered) {
+      const ok = await this.clusterEvents.flushed(flushMs);
+      step(ok ? 'events flushed (or left to the member holding the lease)' : 'events not flushed: the next member to hold the lease posts them');
     }
     if (this.backend && registered) {
       try {

@@ -22,6 +22,8 @@
  * | `P w:<pid>`    | HASH   | request seq → R<gen>:<member> running, D‖answer done, U unknown, N not run |
  * | `P wl:<pid>`   | LIST   | the window's seqs in admission order, ≤ --request-window              |
  * | `P r:<member>` | HASH   | pid → requests the member is running (what becomes U if it dies)      |
+ * | `P ev`         | STREAM | backend events not yet posted, in the order of the changes (≤ 100,000) |
+ * | `P ev:lease`   | STRING | the member posting them; PX 5 s, renewed while it posts               |
  */
 
 /** The default `--redis-prefix`. */
@@ -46,7 +48,12 @@ export const KEY_TAGS = {
   window: 'w:',
   windowOrder: 'wl:',
   running: 'r:',
+  events: 'ev',
+  eventLease: 'ev:lease',
 } as const;
+
+/** Most backend events waiting in the stream; past it the oldest go (Redis trims exactly). */
+export const EVENTS_STREAM_MAX = 100_000;
 
 /** Fields of the `s:<pid>` hash. */
 export const FIELDS = {
@@ -114,3 +121,5 @@ export const membersKey = (prefix: string): string => prefix + KEY_TAGS.members;
 export const memberKey = (prefix: string, member: string): string => prefix + KEY_TAGS.member + member;
 export const deadKey = (prefix: string, member: string): string => prefix + KEY_TAGS.dead + member;
 export const heldKey = (prefix: string, member: string): string => prefix + KEY_TAGS.held + member;
+export const eventsKey = (prefix: string): string => prefix + KEY_TAGS.events;
+export const eventLeaseKey = (prefix: string): string => prefix + KEY_TAGS.eventLease;

@@ -26,6 +26,8 @@ import {
   TOMBSTONE_MS,
   deadKey,
   epochKey,
+  eventLeaseKey,
+  eventsKey,
   heldKey,
   idleKey,
   memberKey,
@@ -127,6 +129,18 @@ export interface SessionInfo {
   readonly kept: number;
   /** The member holding its link, or while detached the member it was detached from; null if none. */
   readonly holder: string | null;
+}
+
+/** A backend event as the scripts wrote it to the stream; `id` is its stream id (for dedupe). */
+export interface StreamEvent {
+  readonly id: string;
+  readonly type: 'online' | 'detached' | 'resumed' | 'offline';
+  readonly playerId: string;
+  readonly sessionId: string;
+  readonly gateId: string;
+  /** '' when the event has none */
+  readonly reason: string;
+  readonly at: number;
 }
 
 /** The cluster-wide request window's verdict on a REQUEST seq (reqBegin). */
@@ -285,9 +299,9 @@ export class RedisSessions {
   }
 
   /** This member's link to the session went away: it stays, detached, storing pushes. Fenced. */
-  async detach(f: Fence): Promise<DetachResult> {
+  async detach(f: Fence, reason = 'closed'): Promise<DetachResult> {
     const k = sessionKeys(this.prefix, f.playerId);
-    const r = await this.call('detach', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, this.prefix, f.playerId]);
+    const r = await this.call('detach', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, this.prefix, f.playerId, reason]);
     const st = status(r, 'detach', 'OK', 'FENCED', 'UNKNOWN');
     return st === 'OK' ? { kind: 'ok' } : lost(st, r);
   }
@@ -357,6 +371,27 @@ export class RedisSessions {
     const record = answer === null ? 'N' : encodeAnswer(answer);
     const r = await this.call('reqFinish', [k.meta, k.window, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), record, this.prefix, f.playerId, NOTICE_INLINE_MAX]);
     return status(r, 'reqFinish', 'OK', 'LOST') === 'OK';
+  }
+
+  /**
+   * Takes (or renews) the lease on posting the event stream and reads its oldest `count` events;
+   * `busy` while another member holds the lease.
+   */
+  async evTake(leaseMs: number, count: number): Promise<{ kind: 'lease'; events: StreamEvent[] } | { kind: 'busy' }> {
+    const r = await this.call('evTake', [eventsKey(this.prefix), eventLeaseKey(this.prefix), this.member, leaseMs, count]);
+    if (status(r, 'evTake', 'LEASE', 'BUSY') === 'BUSY') return { kind: 'busy' };
+    return { kind: 'lease', events: (r[1] as unknown[]).map(decodeEvent) };
+  }
+
+  /** The backend took these events: they leave the stream. False if the lease was lost meanwhile. */
+  async evDone(ids: readonly string[], leaseMs: number): Promise<boolean> {
+    const r = await this.call('evDone', [eventsKey(this.prefix), eventLeaseKey(this.prefix), this.member, leaseMs, ...ids]);
+    return status(r, 'evDone', 'OK', 'LOST') === 'OK';
+  }
+
+  /** Gives the event lease up, if held (shutdown): another member posts the rest at once. */
+  async evRelease(): Promise<void> {
+    await this.call('evRelease', [eventLeaseKey(this.prefix), this.member]);
   }
 
   /** REQUESTs came for these players' sessions: their idle clocks restart (Redis time). */
@@ -469,6 +504,19 @@ function encodeAnswer(f: Frame): Buffer {
 export function decodeAnswer(v: unknown, seq: number): Frame {
   if (!Buffer.isBuffer(v) || v.length < 4 || v[0] !== 0x44) throw new Error('RedisSessions: malformed stored answer');
   return { type: v.readUInt8(1), flags: 0, route: v.readUInt16BE(2), seq, body: Buffer.from(v.subarray(4)) };
+}
+
+const EVENT_TYPES = new Set(['online', 'detached', 'resumed', 'offline']);
+
+/** One XRANGE entry, [id, [field, value, …]], back to its event. */
+function decodeEvent(entry: unknown): StreamEvent {
+  if (!Array.isArray(entry) || !Array.isArray(entry[1])) throw new Error('RedisSessions: malformed event entry');
+  const f: Record<string, string> = {};
+  const kv = entry[1] as unknown[];
+  for (let i = 0; i + 1 < kv.length; i += 2) f[text(kv[i])] = text(kv[i + 1]);
+  const type = f.t ?? '';
+  if (!EVENT_TYPES.has(type)) throw new Error(`RedisSessions: unknown event type ${JSON.stringify(type)}`);
+  return { id: text(entry[0]), type: type as StreamEvent['type'], playerId: f.p ?? '', sessionId: f.s ?? '', gateId: f.g ?? '', reason: f.r ?? '', at: Number(f.a ?? 0) };
 }
 
 /** (pid, sid) pairs from element `from` of a script reply on. */

@@ -17,7 +17,7 @@
  * - Lua numbers are doubles: seqs and generations are exact far past any u32 frame seq.
  */
 import type { Redis } from 'ioredis';
-import { KEY_TAGS } from './keys.js';
+import { EVENTS_STREAM_MAX, KEY_TAGS } from './keys.js';
 
 /** Helpers every session script starts with. */
 const PRELUDE = `
@@ -81,6 +81,20 @@ local function active(prefix, pid)
   redis.call('ZADD', prefix .. '${KEY_TAGS.idle}', nowMs(), pid)
 end
 
+-- The gateId of a member id (<gateId>~<hex>).
+local function gateOf(member)
+  if not member or member == '' then return '' end
+  return string.match(member, '^(.*)~[^~]*$') or member
+end
+
+-- A backend event, written by the script that makes the change, so that no crash between the
+-- change and the event can lose it, and the stream's order is the order of the changes. One
+-- lease-holding member posts the stream to the backend (lib/cluster/eventStream.ts).
+local function event(prefix, t, pid, sid, member, reason)
+  redis.call('XADD', prefix .. '${KEY_TAGS.events}', 'MAXLEN', ${EVENTS_STREAM_MAX}, '*',
+    't', t, 'p', pid, 's', sid, 'g', gateOf(member), 'r', reason or '', 'a', nowMs())
+end
+
 -- Tells a member about one of its sessions on its notice channel (prefix n:<member>); a member
 -- that no longer holds the session ignores it. Returns how many subscribers got it.
 local function notify(prefix, member, msg)
@@ -129,6 +143,7 @@ if old[1] then
   redis.call('SET', ARGV[5] .. '${KEY_TAGS.sessionId}' .. old[1], '~replaced', 'PX', ARGV[6])
   -- Its link (or, detached, the member that may still hold it) ends it: BYE replaced.
   notify(ARGV[5], old[2] ~= '' and old[2] or old[4], 'E ' .. old[1] .. ' replaced')
+  event(ARGV[5], 'offline', ARGV[1], old[1], ARGV[4], 'replaced')
 end
 local gen = num(old[3]) + 1
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], ARGV[5] .. '${KEY_TAGS.window}' .. ARGV[1], ARGV[5] .. '${KEY_TAGS.windowOrder}' .. ARGV[1])
@@ -138,6 +153,7 @@ redis.call('SET', KEYS[4], ARGV[1])
 hold(ARGV[5], old[2], ARGV[1], false)
 hold(ARGV[5], ARGV[4], ARGV[1], true)
 active(ARGV[5], ARGV[1])
+event(ARGV[5], 'online', ARGV[1], ARGV[2], ARGV[4], '')
 return {'OK', gen, old[1] or '', old[2] or '', num(old[3])}
 `;
 
@@ -182,6 +198,7 @@ redis.call('HSET', s, 'own', ARGV[5], 'gen', gen, 'st', 'online', 'xs', 0, 'lo',
 hold(ARGV[1], m[3], pid, false)
 hold(ARGV[1], ARGV[5], pid, true)
 active(ARGV[1], pid)
+event(ARGV[1], 'resumed', pid, ARGV[2], ARGV[5], '')
 -- The previous holder (its link may be half-open, or it kept the detached session's idle clock)
 -- lets go: the notice \`M <sid> <gen>\` says a newer generation holds it now.
 notify(ARGV[1], m[3] ~= '' and m[3] or m[6], 'M ' .. ARGV[2] .. ' ' .. gen)
@@ -256,7 +273,7 @@ return {'OK', fgt}
 `;
 
 /**
- * detach. KEYS: s, q, epoch. ARGV: sid, me, gen, prefix, pid.
+ * detach. KEYS: s, q, epoch. ARGV: sid, me, gen, prefix, pid, reason (of the `detached` event).
  * Fenced. The owner's link went away: no owner, state detached; pushes keep being stored. The
  * member it was detached from stays its last holder (lo): it may end it (idle, shutdown) while no
  * resume moved it, and a resume tells it to let go.
@@ -267,6 +284,7 @@ local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
 if stop then return stop end
 redis.call('HSET', KEYS[1], 'own', '', 'st', 'detached', 'lo', ARGV[2])
 hold(ARGV[4], ARGV[2], ARGV[5], false)
+event(ARGV[4], 'detached', ARGV[5], ARGV[1], ARGV[2], ARGV[6])
 return {'OK'}
 `;
 
@@ -291,6 +309,7 @@ redis.call('SET', ARGV[1] .. '${KEY_TAGS.sessionId}' .. m[1], '~' .. ARGV[5], 'P
 hold(ARGV[1], m[2], ARGV[8], false)
 redis.call('ZREM', ARGV[1] .. '${KEY_TAGS.idle}', ARGV[8])
 notify(ARGV[1], m[2] ~= '' and m[2] or m[4], 'E ' .. m[1] .. ' ' .. ARGV[5] .. ' ' .. (ARGV[7] or ''))
+event(ARGV[1], 'offline', ARGV[8], m[1], ARGV[3], ARGV[5])
 return {'OK', m[1], m[2]}
 `;
 
@@ -342,6 +361,7 @@ for _, pid in ipairs(due) do
     redis.call('SET', prefix .. '${KEY_TAGS.sessionId}' .. m[1], '~idle', 'PX', ARGV[4])
     hold(prefix, m[2], pid, false)
     notify(prefix, m[2] ~= '' and m[2] or m[3], 'E ' .. m[1] .. ' idle ')
+    event(prefix, 'offline', pid, m[1], m[2] ~= '' and m[2] or m[3], 'idle')
     table.insert(out, pid)
     table.insert(out, m[1])
   end
@@ -417,6 +437,7 @@ for _, pid in ipairs(redis.call('SPOP', KEYS[3], tonumber(ARGV[4]))) do
   local m = redis.call('HMGET', s, 'sid', 'own')
   if m[1] and m[2] == x then
     redis.call('HSET', s, 'own', '', 'st', 'detached', 'lo', '')
+    event(ARGV[5], 'detached', pid, m[1], x, 'gate_lost')
     table.insert(out, pid)
     table.insert(out, m[1])
   end
@@ -491,6 +512,37 @@ end
 return {'OK'}
 `;
 
+/**
+ * evTake. KEYS: ev, ev:lease. ARGV: me, leaseMs, count.
+ * The member posting the event stream to the backend holds a lease; a member that holds it (or
+ * finds it free) renews it and reads the oldest count events (posted ones are deleted, so the
+ * stream is exactly what is left to post). Returns {'LEASE', entries…} or {'BUSY'}.
+ */
+const EV_TAKE = `
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {'BUSY'} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {'LEASE', redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[3]))}
+`;
+
+/**
+ * evDone. KEYS: ev, ev:lease. ARGV: me, leaseMs, ids…
+ * The backend took these events: they leave the stream, if this member still holds the lease
+ * (else another reposts them: at-least-once, each with its stream id). Returns {'OK'} or {'LOST'}.
+ */
+const EV_DONE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'LOST'} end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if #ARGV > 2 then redis.call('XDEL', KEYS[1], unpack(ARGV, 3)) end
+return {'OK'}
+`;
+
+/** evRelease. KEYS: ev:lease. ARGV: me. Gives the lease up (shutdown), if held. */
+const EV_RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return {'OK'}
+`;
+
 interface ScriptDef {
   readonly numberOfKeys: number;
   readonly lua: string;
@@ -513,6 +565,9 @@ export const SCRIPTS = {
   reapPage: { numberOfKeys: 3, lua: REAP_PAGE },
   reqBegin: { numberOfKeys: 5, lua: REQ_BEGIN },
   reqFinish: { numberOfKeys: 2, lua: REQ_FINISH },
+  evTake: { numberOfKeys: 2, lua: EV_TAKE },
+  evDone: { numberOfKeys: 2, lua: EV_DONE },
+  evRelease: { numberOfKeys: 1, lua: EV_RELEASE },
 } as const satisfies Record<string, ScriptDef>;
 
 export type ScriptName = keyof typeof SCRIPTS;

@@ -4,6 +4,8 @@ import { Agent as HttpsAgent } from 'node:https';
 
 /** One backend event (§3 POST /events). */
 export interface BackendEvent {
+  /** Cluster mode: the event's id in the cluster's stream (delivery is at-least-once: dedupe on it). */
+  readonly id?: string;
   readonly type: 'online' | 'detached' | 'resumed' | 'offline';
   readonly playerId: string;
   readonly sessionId: string;

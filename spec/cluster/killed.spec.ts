@@ -173,5 +173,14 @@ describe('cluster mode: a dead gate is noticed and its sessions taken over', () 
     clients.push(r.c);
     assert.equal(r.w.resumed, true);
     assert.equal((await nextPush(r.c)).seq, 1);
+    // The backend saw each session's events once, in the order of the changes, although the
+    // gate that logged them in died (the events were written by the scripts that made them).
+    const first = held[0]!.w.sessionId;
+    await waitFor('the resumed event', () => backend.events().some((e) => e.sessionId === first && e.type === 'resumed'), WAIT_MS);
+    for (const { w } of held) {
+      const seen = backend.events().filter((e) => e.sessionId === w.sessionId).map((e) => e.type);
+      assert.deepEqual(seen, w.sessionId === first ? ['online', 'detached', 'resumed'] : ['online', 'detached'], `events of ${w.playerId}`);
+    }
+    assert.ok(backend.events().every((e) => typeof e.id === 'string' && /^\d+-\d+$/.test(e.id)), 'every event carries its stream id');
   });
 });

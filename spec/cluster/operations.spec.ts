@@ -42,10 +42,11 @@ describe('cluster mode: idle cleanup is cluster-wide', () => {
       await busy.c.next((f) => f.type === FrameType.RESPONSE && f.seq === seq, WAIT_MS);
       await new Promise((r) => setTimeout(r, 100));
     }
+    // Checked before it falls silent: it sent a REQUEST every ~100 ms for over twice the timeout.
+    assert.equal(busy.c.isClosed, false, `a session sending REQUESTs is not idle; got ${busy.c.frames.filter((f) => f.type !== FrameType.RESPONSE).map((f) => `${f.type}:${f.body.toString()}`).join(' ')}`);
+    assert.equal((await call(g1, 'GET', '/v1/players/busy')).body.state, 'online');
     assert.equal((await bye(quiet.c)).code, 'idle');
     for (const w of [quiet.w, orphan.w]) await waitFor(`offline(idle) for ${w.playerId}`, () => backend.events().some((e) => e.sessionId === w.sessionId && e.type === 'offline'), WAIT_MS);
-    assert.equal(busy.c.isClosed, false, 'a session sending REQUESTs is not idle');
-    assert.equal((await call(g1, 'GET', '/v1/players/busy')).body.state, 'online');
     for (const w of [quiet.w, orphan.w]) {
       const offline = backend.events().filter((e) => e.sessionId === w.sessionId && e.type === 'offline');
       assert.deepEqual(offline.map((e) => e.reason), ['idle'], `one offline(idle) for ${w.playerId}`);
