@@ -21,6 +21,7 @@ import {
   type HostPort,
   type SpawnOptions,
 } from './bench/common.js';
+import { chaosOk, chaosRows, runChaos, type ChaosResult } from './bench/chaos.js';
 import { CYCLE_TIMEOUT_MS, churnOk, churnRows, runChurn, type ChurnResult } from './bench/churn.js';
 import { memoryRows, metricsSource, probeSource, runMemory, type MemoryResult } from './bench/memory.js';
 import { pushOk, pushRows, runPush, type PushResult } from './bench/push.js';
@@ -28,7 +29,7 @@ import { requestOk, requestRows, runRequest, type RequestResult } from './bench/
 import { DEFAULT_OUT, SUITE_PARTS, runSuite, suiteTable } from './bench/suite.js';
 
 export { spawnGate } from './bench/common.js';
-export type { RequestResult, PushResult, MemoryResult, ChurnResult };
+export type { RequestResult, PushResult, MemoryResult, ChurnResult, ChaosResult };
 
 /** Longest --duration accepted: every run is bounded. */
 const MAX_DURATION_MS = 10 * 60_000;
@@ -50,7 +51,7 @@ function buildCommand(io: Io): Command {
     .allowExcessArguments(false)
     .configureOutput({ writeErr: () => undefined, writeOut: (s) => io.stdout.write(s) })
     .helpOption('-h, --help', 'show the options')
-    .addOption(new Option('--scenario <name>', 'request | push | memory | churn').default('request'))
+    .addOption(new Option('--scenario <name>', 'request | push | memory | churn | chaos').default('request'))
     .addOption(new Option('--transport <t>', 'tcp | ws').default('tcp'))
     .addOption(new Option('--tcp <host:port>', "a running gate's TCP address (default: spawn gate serve)"))
     .addOption(new Option('--ws <host:port>', "a running gate's WebSocket address (default: spawn gate serve)"))
@@ -73,6 +74,13 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--settle <d>', 'memory: wait before each sample').default('1500ms'))
     .addOption(new Option('--cycles <n>', `churn: connect / HELLO / REQUEST / BYE logout / close cycles (each at most ${CYCLE_TIMEOUT_MS / 1000} s)`).default('10000'))
     .addOption(new Option('--concurrency <n>', 'churn: cycles running at once').default('50'))
+    .addOption(new Option('--gates <n>', 'chaos: gate processes (cluster mode)').default('2'))
+    .addOption(new Option('--procs <n>', 'chaos: --procs workers per gate (cluster mode)').default('2'))
+    .addOption(new Option('--kill-gate <d>', 'chaos: SIGKILL a random worker this often (its primary restarts it); needs --procs 2+'))
+    .addOption(new Option('--drop-every <d>', 'chaos: mean time between link drops per client').default('3s'))
+    .addOption(new Option('--request-every <d>', 'chaos: pause between one client\'s requests').default('100ms'))
+    .addOption(new Option('--redis <url>', 'chaos: a running Redis (default: start a private redis-server)'))
+    .addOption(new Option('--single', 'chaos: one single-node gate (no Redis): link drops only'))
     .addOption(new Option('--verify', 'check every answer and push arrived exactly once and in order'))
     .addOption(new Option('--json', 'print one JSON object instead of the table'))
     .addOption(new Option('--pin', 'pin this process to core 0 and spawned servers to core 1 (taskset)'))
@@ -164,7 +172,37 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       return 0;
     }
 
-    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory', 'churn'] as const);
+    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory', 'churn', 'chaos'] as const);
+    if (scenario === 'chaos') {
+      if (v.tcp !== undefined || v.ws !== undefined) throw new UsageError('--scenario chaos starts its own gates (and Redis): no --tcp/--ws');
+      const single = v.single === true;
+      const killEveryMs = v.killGate === undefined ? null : parseDuration('kill-gate', String(v.killGate), 1_000);
+      const gates = single ? 1 : parseInt10('gates', String(v.gates), 1);
+      const procs = single ? 1 : parseInt10('procs', String(v.procs), 1);
+      if (gates > 8) throw new UsageError('--gates: at most 8');
+      if (procs > 8) throw new UsageError('--procs: at most 8 for chaos');
+      if (killEveryMs !== null && single) throw new UsageError('--kill-gate: a single-node gate has no other member to resume on (drop --single)');
+      if (killEveryMs !== null && procs < 2) throw new UsageError('--kill-gate: needs --procs 2 or more (the primary restarts the killed worker)');
+      const clients = v.connections === undefined ? 50 : parseInt10('connections', String(v.connections), 1);
+      checkFiles(clients, true);
+      if (typeof v.redis === 'string' && !/^redis:\/\/127\./.test(v.redis)) throw new UsageError('--redis: a redis://127.x address (bench runs stay on loopback)');
+      const r = await runChaos({
+        gates,
+        procs,
+        cluster: !single,
+        redisUrl: typeof v.redis === 'string' ? v.redis : null,
+        clients,
+        durationMs,
+        killEveryMs,
+        dropEveryMs: parseDuration('drop-every', String(v.dropEvery), 10),
+        requestEveryMs: parseDuration('request-every', String(v.requestEvery), 0),
+        progress,
+        log,
+      });
+      const ok = chaosOk(r);
+      io.stdout.write(json ? `${JSON.stringify({ ...r, ok })}\n` : `${table(chaosRows(r))}\n`);
+      return ok ? 0 : 1;
+    }
     if (requests !== null && scenario !== 'request') throw new UsageError(`--requests: only for --scenario request, not ${scenario}`);
     if (pushes !== null && scenario !== 'push') throw new UsageError(`--pushes: only for --scenario push, not ${scenario}`);
     if (requests !== null && rateGiven(v)) throw new UsageError('--requests: a closed-loop count; an open loop (--rate) runs for --duration');
