@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { Command, CommanderError, Option } from 'commander';
-import { OPTIONS, buildConfig, readConfigFile, readEnv, type GateConfig, type RawOptions } from '../lib/config.js';
+import { serveOptions } from '../lib/cli/serveOptions.js';
+import type { GateConfig } from '../lib/config.js';
 import { isGatewayError } from '../lib/errors.js';
 import { onParentGone } from '../lib/parentWatch.js';
 import { workerIndex } from '../lib/procs.js';
@@ -17,41 +17,13 @@ function die(status: number, line: string): never {
   process.exit(status);
 }
 
-function parseServeFlags(argv: string[]): { flags: RawOptions; configPath: string | null } {
-  const cmd = new Command('gate serve')
-    .exitOverride()
-    .configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) })
-    .allowExcessArguments(false)
-    .helpOption('-h, --help', 'show the options');
-  for (const o of OPTIONS) cmd.addOption(new Option(`--${o.flag} <value>`, `${o.help}${o.def ? ` (default ${o.def})` : ''} [env GATE_${o.flag.toUpperCase().replace(/-/g, '_')}]`));
-  cmd.addOption(new Option('--config <file>', 'JSON file of options, keys in camelCase'));
-  try {
-    cmd.parse(argv, { from: 'user' });
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.exitCode === 0) process.exit(0);
-      die(2, `gate serve: ${e.message.replace(/^error: /, '')}`);
-    }
-    throw e;
-  }
-  const opts = cmd.opts<Record<string, string | undefined>>();
-  const flags: RawOptions = {};
-  for (const o of OPTIONS) {
-    const key = o.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    if (opts[key] !== undefined) flags[o.flag] = opts[key];
-  }
-  return { flags, configPath: opts.config ?? process.env.GATE_CONFIG ?? null };
-}
-
 async function serveCommand(argv: string[]): Promise<void> {
-  const { flags, configPath } = parseServeFlags(argv);
-  let cfg;
-  try {
-    cfg = buildConfig(flags, readEnv(process.env), configPath ? readConfigFile(configPath) : {});
-  } catch (e) {
-    if (isGatewayError(e)) die(2, `gate serve: ${e.message}`);
-    throw e;
+  const options = serveOptions(argv, process.env, (s) => process.stdout.write(s));
+  if (!options.ok) {
+    if (options.line !== null) die(options.status, options.line);
+    process.exit(options.status);
   }
+  let cfg = options.cfg;
   const worker = workerIndex();
   // --procs N: this process is the primary; its workers run this same command as members `<gateId>.<i>`.
   if (cfg.procs > 1 && worker === null) return primaryCommand(cfg, argv);
