@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import pino, { type Logger } from 'pino';
 import type { GateConfig } from './config.js';
-import { ClusterNode } from './cluster/clusterNode.js';
 import { GatewayError } from './errors.js';
 import { REAP_ENV, reportListening, workerIndex } from './procs.js';
 import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
@@ -34,11 +33,12 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
   const logger = deps.logger ?? createLogger(cfg.logLevel);
   // Cluster mode (CONTRACT §5): this process is one member, named afresh at each start, so a
   // restarted gate never mistakes the sessions of its previous life for its own.
+  // (ioredis and the cluster code load only in cluster mode.)
   const cluster =
     deps.cluster !== undefined
       ? deps.cluster
       : cfg.redis !== null
-        ? new ClusterNode(
+        ? new (await import('./cluster/clusterNode.js')).ClusterNode(
             { url: cfg.redis, prefix: cfg.redisPrefix, reapAtStart: process.env[REAP_ENV] ?? null, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes, idleTimeoutMs: cfg.idleTimeoutMs },
             logger.child({ gateId: cfg.gateId }),
           )
