@@ -69,7 +69,7 @@ async function primaryCommand(cfg: GateConfig, argv: string[]): Promise<void> {
   const { default: pino } = await import('pino');
   const { startPrimary } = await import('../lib/procs.js');
   const log = pino({ level: cfg.logLevel, base: { pid: process.pid } }).child({ gateId: cfg.gateId, component: 'primary' });
-  const primary = startPrimary(cfg, argv, log);
+  const primary = await startPrimary(cfg, argv, log);
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) die(1, `gate serve: second ${why} during shutdown; exiting now`);

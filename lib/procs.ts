@@ -10,6 +10,7 @@
  * down as a single gate does in cluster mode (sessions detach, to resume on another member).
  */
 import cluster, { type Worker } from 'node:cluster';
+import { createServer, type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { GateConfig } from './config.js';
 
@@ -50,8 +51,12 @@ export interface Primary {
 }
 
 /** Starts the workers; `args` are the `gate serve` arguments each worker runs with. */
-export function startPrimary(cfg: GateConfig, args: readonly string[], log: Logger): Primary {
-  cluster.setupPrimary({ args: ['serve', ...args] });
+export async function startPrimary(cfg: GateConfig, args: readonly string[], log: Logger): Promise<Primary> {
+  // node:cluster shares one listening socket per address as asked while a worker holds it, and
+  // closes it with the last one: `:0` would become a new port whenever every worker was dead at
+  // once. So the workers are given real ports (a free one picked here for each `:0`), and ask
+  // for the same ones every time.
+  const listenArgs = await fixedPorts(cfg);
   const slots: Slot[] = Array.from({ length: cfg.procs }, (_, i) => ({ index: i + 1, worker: null, startedAt: 0, member: null, backoffMs: RESTART_MIN_MS, timer: null }));
   const reported = new Map<number, WorkerListening>();
   let stopping = false;
@@ -63,6 +68,7 @@ export function startPrimary(cfg: GateConfig, args: readonly string[], log: Logg
     // The primary's gateId (a default one names the primary's pid): workers are `<gateId>.<i>`.
     const env: Record<string, string> = { [WORKER_INDEX_ENV]: String(slot.index), GATE_GATE_ID: cfg.gateId };
     if (reap) env[REAP_ENV] = reap;
+    cluster.setupPrimary({ args: ['serve', ...args, ...listenArgs] }); // a later flag wins
     const w = cluster.fork(env);
     slot.worker = w;
     slot.startedAt = Date.now();
@@ -111,6 +117,28 @@ export function startPrimary(cfg: GateConfig, args: readonly string[], log: Logg
       log.info({ workers: alive.length }, 'workers stopped');
     },
   };
+}
+
+/** `--tcp`, `--ws` and `--api` with every port 0 replaced by a port free now (on its host). */
+async function fixedPorts(cfg: GateConfig): Promise<string[]> {
+  const out: string[] = [];
+  for (const [flag, at] of [['tcp', cfg.tcp], ['ws', cfg.ws], ['api', cfg.api]] as const) {
+    if (at === null) continue;
+    const port = at.port !== 0 ? at.port : await freePort(at.host);
+    out.push(`--${flag}`, `${at.host.includes(':') ? `[${at.host}]` : at.host}:${port}`);
+  }
+  return out;
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** In a worker: the index the primary gave it, or null in a process that is no worker. */

@@ -140,11 +140,23 @@ describe('cluster mode: --procs', () => {
       clients.push(r.c);
       assert.equal(r.w.resumed, true);
     }
+    // Both workers dead at once: node:cluster opens the listening sockets anew for the restarted
+    // ones, on the same ports (a `:0` given at start must not become a new port).
+    const now = await gates();
+    for (const g of now) process.kill(g.pid, 'SIGKILL');
+    const allNew = async (): Promise<boolean> => {
+      const gs = await gates();
+      return gs.length === 2 && gs.every((g) => !now.some((o) => o.pid === g.pid));
+    };
+    await waitForAsync('both workers restarted, on the same API port', () => allNew().catch(() => false), 30_000);
+    const late = await login(m, 'after-both-died');
+    clients.push(late.c);
+    assert.equal(late.w.resumed, false);
     proc.child.kill('SIGTERM');
     const exit = await proc.waitForExit(WAIT_MS * 3);
     assert.equal(exit.code, 0, proc.stderr());
-    const st = await Promise.all(['w1', 'w2', 'w3', 'w4'].map(async (p) => (await fetchPlayer(redis.url, prefix, p))));
-    assert.deepEqual(st, ['detached', 'detached', 'detached', 'detached'], 'cluster shutdown detaches sessions for a resume elsewhere');
+    const st = await Promise.all(['w1', 'w2', 'w3', 'w4', 'after-both-died'].map(async (p) => (await fetchPlayer(redis.url, prefix, p))));
+    assert.deepEqual(st, ['detached', 'detached', 'detached', 'detached', 'detached'], 'cluster shutdown detaches sessions for a resume elsewhere');
   });
 });
 
