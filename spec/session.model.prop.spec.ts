@@ -8,13 +8,18 @@
  * request seq runs upstream at most once and is answered at most once (exactly once when its
  * session survives); backend events follow online → (detached → resumed)* → offline.
  * The session idle clock is a virtual one (`idleScheduler`) that the Idle command moves.
+ *
+ * The same model runs over both session stores: a single gate (memory), and a cluster of two
+ * in-process gates on one private redis-server (Redis), where pushes and kicks go to either
+ * gate and a resume may Move the link to the other one.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { VirtualTimeScheduler } from 'rxjs';
 import { FrameType, frame, type Frame } from '../lib/frame.js';
-import { api, startGate, type Harness } from './helpers/gateHarness.js';
+import { api, startCluster, startGate, type Harness } from './helpers/gateHarness.js';
+import type { FakeHandler } from './helpers/fakeBackend.js';
 import { connectTcp, connectWs, json, type TestClient, type WelcomeBody } from './helpers/testClient.js';
 import { assertProperty } from './helpers/props.js';
 import { waitFor } from './helpers/wait.js';
@@ -25,6 +30,8 @@ import { waitFor } from './helpers/wait.js';
  * 260 runs in 30 s), and the default's 15.
  */
 const RUNS = { runs: 15, floor: 15 };
+/** The cluster's runs: fewer (two gates and Redis per command), same floor rule. */
+const CLUSTER_RUNS = { runs: 8, floor: 8 };
 const BUFFER_MAX = 4;
 const IDLE_MS = 60_000;
 
@@ -53,16 +60,35 @@ class Real {
    * its last Forget, which it may hold without the push itself (it jumped there after a gap).
    */
   sessions = new Map<string, { pushes: number[]; floor: number; answers: Map<number, number> }>();
+  /** The gate the client dials (a Move switches it). */
+  at = 0;
   constructor(
-    readonly h: Harness,
-    readonly clock: VirtualTimeScheduler,
+    readonly gates: readonly Harness[],
+    readonly clocks: readonly VirtualTimeScheduler[],
     readonly playerId: string,
     readonly transport: 'tcp' | 'ws',
     readonly release: Map<string, () => void>,
   ) {}
 
+  /** Any gate answers for the whole system (a single gate, or every member of the cluster). */
+  get h(): Harness {
+    return this.gates[0]!;
+  }
+
+  /** The gate the `via` of a command picks. */
+  gate(via: number): Harness {
+    return this.gates[via % this.gates.length]!;
+  }
+
   connect(): Promise<TestClient> {
-    return this.transport === 'tcp' ? connectTcp(this.h.tcpPort) : connectWs(this.h.wsPort);
+    const g = this.gates[this.at]!;
+    return this.transport === 'tcp' ? connectTcp(g.tcpPort) : connectWs(g.wsPort);
+  }
+
+  /** Requests in flight and queued, over every gate. */
+  async load(): Promise<{ inflight: number; queued: number }> {
+    const all = await Promise.all(this.gates.map(async (g) => (await api(g, 'GET', '/v1/stats')).body as { inflight: number; queued: number }));
+    return { inflight: all.reduce((n, x) => n + x.inflight, 0), queued: all.reduce((n, x) => n + x.queued, 0) };
   }
 
   /** Attaches a fresh link's frames to the session's record as they arrive (observed on every check). */
@@ -136,7 +162,7 @@ async function advance(m: Model, r: Real): Promise<void> {
     }
   }
   if (!m.connected) await waitFor('the gate has run the queue', async () => {
-    const st = (await api(r.h, 'GET', '/v1/stats')).body as { inflight: number; queued: number };
+    const st = await r.load();
     return st.inflight === r.release.size && st.queued === 0;
   });
 }
@@ -149,7 +175,7 @@ async function letGo(m: Model, r: Real): Promise<void> {
     r.release.delete(id);
   }
   await waitFor('nothing left in flight', async () => {
-    const st = (await api(r.h, 'GET', '/v1/stats')).body as { inflight: number; queued: number };
+    const st = await r.load();
     return st.inflight === r.release.size && st.queued === 0;
   });
   Object.assign(m, { session: false, connected: false, pending: new Set(), queue: [] });
@@ -193,10 +219,14 @@ class Login implements Cmd {
 }
 
 class Push implements Cmd {
-  constructor(readonly n: number) {}
+  constructor(
+    readonly n: number,
+    /** Which gate's API takes it (cluster: either). */
+    readonly via = 0,
+  ) {}
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
-    const res = await api(r.h, 'POST', '/v1/push', { playerId: r.playerId, route: 9, data: { n: this.n } });
+    const res = await api(r.gate(this.via), 'POST', '/v1/push', { playerId: r.playerId, route: 9, data: { n: this.n } });
     if (!m.session) {
       assert.equal(res.status, 404);
       return;
@@ -211,7 +241,7 @@ class Push implements Cmd {
     }
     r.check(m);
   }
-  toString = (): string => `Push(${this.n})`;
+  toString = (): string => `Push(${this.n}${this.via ? ', other gate' : ''})`;
 }
 
 class Drop implements Cmd {
@@ -228,10 +258,13 @@ class Drop implements Cmd {
 }
 
 class Resume implements Cmd {
+  /** `move`: the resume lands on the other gate of a cluster (a no-op on a single gate). */
+  constructor(readonly move = false) {}
   // Always possible when not connected: a resume of an ended session is a fresh login.
   check = (m: Readonly<Model>): boolean => !m.connected;
   async run(m: Model, r: Real): Promise<void> {
     const before = r.welcome!;
+    if (this.move) r.at = (r.at + 1) % r.gates.length;
     const lastSeq = m.delivered;
     const w = await login(r, { resume: { sessionId: before.sessionId, resumeToken: before.resumeToken, lastSeq } });
     if (!m.session) {
@@ -266,7 +299,7 @@ class Resume implements Cmd {
     }
     r.check(m);
   }
-  toString = (): string => 'Resume';
+  toString = (): string => (this.move ? 'Resume(Move)' : 'Resume');
 }
 
 class Request implements Cmd {
@@ -331,22 +364,26 @@ class Forget implements Cmd {
 }
 
 class Kick implements Cmd {
+  constructor(readonly via = 0) {}
   check = (m: Readonly<Model>): boolean => m.session;
   async run(m: Model, r: Real): Promise<void> {
-    const res = await api(r.h, 'POST', '/v1/kick', { playerId: r.playerId });
+    const res = await api(r.gate(this.via), 'POST', '/v1/kick', { playerId: r.playerId });
     assert.equal(res.status, 200);
     if (m.connected) await endedByGate(r, 'kicked');
     await letGo(m, r);
     r.check(m);
   }
-  toString = (): string => 'Kick';
+  toString = (): string => `Kick${this.via ? '(other gate)' : ''}`;
 }
 
 class Idle implements Cmd {
   check = (m: Readonly<Model>): boolean => m.session;
   async run(m: Model, r: Real): Promise<void> {
-    r.clock.maxFrames = r.clock.frame + IDLE_MS;
-    r.clock.flush();
+    // Every gate's idle clock: the one holding the session (or that it was detached from) ends it.
+    for (const clock of r.clocks) {
+      clock.maxFrames = clock.frame + IDLE_MS;
+      clock.flush();
+    }
     if (m.connected) await endedByGate(r, 'idle');
     await waitFor('session ended', async () => (await r.player()).status === 404);
     await letGo(m, r);
@@ -357,42 +394,55 @@ class Idle implements Cmd {
 
 const range = (a: number, b: number): number[] => Array.from({ length: Math.max(0, b - a + 1) }, (_, i) => a + i);
 
-describe('sessions, resume and exactly-once (model-based)', () => {
-  let h: Harness;
-  const clock = new VirtualTimeScheduler();
+/** The fake backend of every run: /connect names the token; a `hold` body waits for its release. */
+const backendFor =
+  (release: Map<string, () => void>): FakeHandler =>
+  async (req) => {
+    if (req.path === '/connect') return { status: 200, body: { playerId: (JSON.parse(req.body.toString()) as { token: string }).token } };
+    if (req.path.startsWith('/rpc/')) {
+      if (req.body.toString() === 'hold') {
+        const id = String(req.headers['x-request-id']);
+        await new Promise<void>((resolve) => release.set(id, resolve));
+      }
+      return { status: 200, body: req.body };
+    }
+    return { status: 204 };
+  };
+
+const GATE_CONFIG = { bufferMax: BUFFER_MAX, requestWindow: 64, idleTimeoutMs: IDLE_MS, eventsBackoffMs: 10, eventsBackoffMaxMs: 50 };
+
+for (const store of ['memory', 'redis'] as const) describe(`sessions, resume and exactly-once (model-based, ${store} store)`, () => {
+  let gates: Harness[] = [];
+  let closeAll: () => Promise<void> = () => Promise.resolve();
+  const clocks = [new VirtualTimeScheduler(), new VirtualTimeScheduler()];
   const release = new Map<string, () => void>();
   before(async () => {
-    h = await startGate(
-      { bufferMax: BUFFER_MAX, requestWindow: 64, idleTimeoutMs: IDLE_MS, eventsBackoffMs: 10, eventsBackoffMaxMs: 50 },
-      async (req) => {
-        if (req.path === '/connect') return { status: 200, body: { playerId: (JSON.parse(req.body.toString()) as { token: string }).token } };
-        if (req.path.startsWith('/rpc/')) {
-          if (req.body.toString() === 'hold') {
-            const id = String(req.headers['x-request-id']);
-            await new Promise<void>((resolve) => release.set(id, resolve));
-          }
-          return { status: 200, body: req.body };
-        }
-        return { status: 204 };
-      },
-      { idleScheduler: clock },
-    );
+    if (store === 'memory') {
+      const h = await startGate(GATE_CONFIG, backendFor(release), { idleScheduler: clocks[0]! });
+      gates = [h];
+      closeAll = () => h.close();
+    } else {
+      const c = await startCluster(2, GATE_CONFIG, backendFor(release), (i) => ({ idleScheduler: clocks[i]! }));
+      gates = c.gates;
+      closeAll = () => c.close();
+    }
   });
   after(async () => {
     for (const f of release.values()) f();
-    await h.close();
+    await closeAll();
   });
+  const h = (): Harness => gates[0]!;
 
   const commands = [
     fc.constant(new Login()),
-    fc.integer({ min: 1, max: 999 }).map((n) => new Push(n)),
+    fc.tuple(fc.integer({ min: 1, max: 999 }), fc.nat(1)).map(([n, via]) => new Push(n, via)),
     fc.constant(new Drop()),
-    fc.constant(new Resume()),
+    fc.boolean().map((move) => new Resume(move)),
     fc.boolean().map((hold) => new Request(hold)),
     fc.constant(new Release()),
     fc.constant(new Ack()),
     fc.integer({ min: 1, max: 8 }).map((back) => new Forget(back)),
-    fc.constant(new Kick()),
+    fc.nat(1).map((via) => new Kick(via)),
     fc.constant(new Idle()),
   ];
   const pushes = (from: number, to: number): Cmd[] => range(from, to).map((n) => new Push(n));
@@ -406,12 +456,13 @@ describe('sessions, resume and exactly-once (model-based)', () => {
   let run = 0;
   let longest = 0;
 
-  for (const transport of ['tcp', 'ws'] as const) {
+  // The cluster runs over TCP only: the transports are the same code either way, and each run costs more.
+  for (const transport of store === 'memory' ? (['tcp', 'ws'] as const) : (['tcp'] as const)) {
     it(`should keep every session invariant under random commands over ${transport}`, async (t) => {
       await assertProperty(
         t,
         fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'large' }), async (cmds) => {
-          const r = new Real(h, clock, `model-${transport}-${++run}`, transport, release);
+          const r = new Real(gates, clocks, `model-${store}-${transport}-${++run}`, transport, release);
           const m: Model = { session: false, connected: false, pushSeq: 0, delivered: 0, kept: [], nextReq: 1, pending: new Set(), queue: [] };
           // Every run starts logged in; the commands take it from there.
           await new Login().run(m, r);
@@ -429,21 +480,19 @@ describe('sessions, resume and exactly-once (model-based)', () => {
               assert.equal(m.pending.size, 0, `unanswered: ${[...m.pending].join(',')}`);
             }
             if (r.client && !r.client.isClosed) await r.client.close();
-            if (m.session) await api(h, 'POST', '/v1/kick', { playerId: r.playerId });
+            if (m.session) await api(h(), 'POST', '/v1/kick', { playerId: r.playerId });
             // Events for every session of this player: online → (detached → resumed)* → offline.
-            await waitFor('events posted', () => h.gate.gate.events!.length === 0);
-            const mine = h.backend.events({ acceptedOnly: true }).filter((e) => e.playerId === r.playerId);
+            const backend = h().backend;
             for (const sid of r.sessions.keys()) {
-              const seq = mine.filter((e) => e.sessionId === sid).map((e) => e.type).join(',');
-              await waitFor(`offline for ${sid}`, () => h.backend.events({ acceptedOnly: true }).some((e) => e.sessionId === sid && e.type === 'offline'));
-              const all = h.backend.events({ acceptedOnly: true }).filter((e) => e.sessionId === sid).map((e) => e.type).join(',');
-              assert.match(all, /^online(,detached,resumed)*(,detached)?,offline$/, `events of ${sid}: ${all} (was ${seq})`);
+              await waitFor(`offline for ${sid}`, () => backend.events({ acceptedOnly: true }).some((e) => e.sessionId === sid && e.type === 'offline'));
+              const all = backend.events({ acceptedOnly: true }).filter((e) => e.sessionId === sid).map((e) => e.type).join(',');
+              assert.match(all, /^online(,detached,resumed)*(,detached)?,offline$/, `events of ${sid}: ${all}`);
             }
           } finally {
             if (r.client && !r.client.isClosed) await r.client.destroy();
           }
         }),
-        { ...RUNS, examples: pinned.map((cmds): [Cmd[]] => [cmds]) },
+        { ...(store === 'memory' ? RUNS : CLUSTER_RUNS), examples: pinned.map((cmds): [Cmd[]] => [cmds]) },
       );
     });
   }

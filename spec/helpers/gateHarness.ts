@@ -3,6 +3,7 @@ import { testConfig, type GateConfig } from '../../lib/config.js';
 import type { GateDeps } from '../../lib/gate.js';
 import { serve, type RunningGate } from '../../lib/serve.js';
 import { startFakeBackend, type FakeBackend, type FakeHandler } from './fakeBackend.js';
+import { startRedis, type RedisServer } from './redisServer.js';
 
 export interface Harness {
   gate: RunningGate;
@@ -41,6 +42,47 @@ export async function startGate(over: Partial<GateConfig> = {}, handler?: FakeHa
     },
   };
 }
+
+/**
+ * A cluster of `n` real in-process gates (cluster mode) on one private redis-server and one fake
+ * backend: the same harness per gate as `startGate`, with `deps(i)` per gate (e.g. its idle clock).
+ */
+export async function startCluster(
+  n: number,
+  over: Partial<GateConfig> = {},
+  handler?: FakeHandler,
+  deps: (i: number) => Partial<GateDeps> = () => ({}),
+): Promise<{ gates: Harness[]; backend: FakeBackend; redis: RedisServer; close(): Promise<void> }> {
+  const redis = await startRedis();
+  const backend = await startFakeBackend(handler);
+  const prefix = `h${++clusters}-${process.pid}:`;
+  const gates: Harness[] = [];
+  for (let i = 0; i < n; i++) {
+    const cfg = testConfig({ upstream: backend.url, auth: 'upstream', ...over, gateId: `g${i + 1}`, redis: redis.url, redisPrefix: prefix });
+    const gate = await serve(cfg, { logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }), ...deps(i) });
+    gates.push({
+      gate,
+      backend,
+      tcpPort: portOf(gate.addresses.tcp),
+      wsPort: portOf(gate.addresses.ws),
+      api: gate.addresses.api,
+      apiUrl: `http://${gate.addresses.api}`,
+      close: () => gate.shutdown(),
+    });
+  }
+  return {
+    gates,
+    backend,
+    redis,
+    async close() {
+      for (const g of gates) await g.close();
+      await backend.close();
+      await redis.stop();
+    },
+  };
+}
+
+let clusters = 0;
 
 /** POST/GET JSON to the push API; resolves status and parsed body. */
 export async function api(h: Harness, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
