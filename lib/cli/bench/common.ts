@@ -46,17 +46,21 @@ export class MeasuredPhase {
   private timer: NodeJS.Timeout | null = null;
   private over = false;
 
-  constructor() {
+  /** `edge`: told when the measured phase starts and ends (CPU samplers read the server there). */
+  constructor(private readonly edge?: (e: 'start' | 'end') => void) {
     this.ended = new Promise<void>((r) => (this.resolve = r));
   }
 
   start(ms: number): void {
-    if (!this.over) this.timer = setTimeout(() => this.end(), ms);
+    if (this.over) return;
+    this.edge?.('start');
+    this.timer = setTimeout(() => this.end(), ms);
   }
 
   end(): void {
     if (this.over) return;
     this.over = true;
+    this.edge?.('end');
     if (this.timer) clearTimeout(this.timer);
     this.resolve();
   }

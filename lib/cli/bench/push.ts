@@ -29,6 +29,8 @@ export interface PushRunOptions {
   progress: boolean;
   log: (s: string) => void;
   serverPid?: number | undefined;
+  /** Told when the measured phase starts and ends (the cluster suite samples CPU and Redis there). */
+  onMeasure?: (edge: 'start' | 'end') => void;
 }
 
 export interface PushResult {
@@ -74,7 +76,7 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
   let duplicates = 0;
   let outOfOrder = 0;
   const now = (): number => performance.now();
-  const phase = new MeasuredPhase();
+  const phase = new MeasuredPhase(o.onMeasure);
 
   const clients = await connectMany(o.transport, o.at, o.clients);
   const states: PushClient[] = clients.map((c) => ({ c, last: 0, acked: 0, expected: 0 }));

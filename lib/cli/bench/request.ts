@@ -24,6 +24,8 @@ export interface RequestRunOptions {
   log: (s: string) => void;
   /** Server process whose RSS is reported, if we know it. */
   serverPid?: number | undefined;
+  /** Told when the measured phase starts and ends (the cluster suite samples CPU and Redis there). */
+  onMeasure?: (edge: 'start' | 'end') => void;
 }
 
 export interface RequestResult {
@@ -78,7 +80,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
   let skipped = 0;
   const errorCodes: Record<string, number> = {};
   const now = (): number => performance.now();
-  const phase = new MeasuredPhase();
+  const phase = new MeasuredPhase(o.onMeasure);
 
   const send = (s: ClientState): void => {
     const seq = s.nextSeq++;

@@ -22,13 +22,14 @@ import {
 } from './common.js';
 import { probeSource, runMemory, type MemoryResult } from './memory.js';
 import { runPush, type PushResult } from './push.js';
+import { runClusterSuite } from './clusterSuite.js';
 import { runRequest, type RequestResult } from './request.js';
 
 /** Warm-up before the open-loop latency runs, ms. */
 const LATENCY_WARMUP_MS = 5_000;
 
-export type SuitePart = 'request' | 'push' | 'memory' | 'latency';
-export const SUITE_PARTS: readonly SuitePart[] = ['request', 'push', 'memory', 'latency'];
+export type SuitePart = 'request' | 'push' | 'memory' | 'latency' | 'cluster';
+export const SUITE_PARTS: readonly SuitePart[] = ['request', 'push', 'memory', 'latency', 'cluster'];
 
 export interface SuiteOptions {
   runs: number;
@@ -290,6 +291,36 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       raw.memory = mem;
     }
 
+    // (5) cluster mode against single node: the same gate and load, with and without Redis.
+    if (parts.has('cluster')) {
+      const c = await runClusterSuite({
+        runs: o.runs,
+        durationMs: o.durationMs,
+        warmupMs: o.warmupMs,
+        requestConnections: o.requestConnections,
+        requestInflight: o.requestInflight,
+        pushClients: Math.min(o.pushClients, 2_000),
+        pushBatch: o.pushBatch,
+        idleSessions: Math.min(o.memoryClients, 2_000),
+        server,
+        backendUrl: backend.url,
+        progress: o.progress,
+        log: o.log,
+      });
+      raw.cluster = c.raw;
+      for (const f of c.figures)
+        rows.push({
+          figure: `cluster (gate column) vs single node (baseline column): ${f.figure.trim()}`,
+          unit: f.unit === 'bytes' ? 'bytes' : 'n',
+          gate: f.cluster,
+          baseline: f.single,
+          ratio: f.single > 0 ? round(f.cluster / f.single) : NaN,
+          target: f.target,
+          pass: f.pass,
+        });
+      notes.push('cluster rows: redis-server runs unpinned beside the servers; the gate is one process (--procs 1) in both modes');
+    }
+
   } finally {
     for (const c of stopAll) await c.stop();
   }
@@ -314,13 +345,13 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
 
 export function suiteTable(r: SuiteResult): string {
   const fmtN = (row: SuiteRow, n: number): string =>
-    !Number.isFinite(n) ? 'n/a' : row.unit === 'ms' ? n.toFixed(3) : row.unit === 'bytes' ? `${(n / 1024).toFixed(2)} KB` : Math.round(n).toLocaleString('en-US');
+    !Number.isFinite(n) ? 'n/a' : row.unit === 'ms' ? n.toFixed(3) : row.unit === 'bytes' ? `${(n / 1024).toFixed(2)} KB` : row.unit === 'n' ? n.toFixed(2) : Math.round(n).toLocaleString('en-US');
   const header = ['figure', 'gate', 'baseline', 'ratio', 'target', ''];
   const lines = r.rows.map((row) => [
     row.figure,
     fmtN(row, row.gate),
     fmtN(row, row.baseline),
-    row.target.startsWith('added') ? `+${row.ratio.toFixed(3)} ms` : row.unit === 'ms' && row.target === '(info)' ? `+${row.ratio.toFixed(3)} ms` : `${row.ratio.toFixed(2)}×`,
+    row.target.startsWith('added') ? `+${row.ratio.toFixed(3)} ms` : row.unit === 'ms' && row.target === '(info)' ? `+${row.ratio.toFixed(3)} ms` : Number.isFinite(row.ratio) ? `${row.ratio.toFixed(2)}×` : '',
     row.target,
     row.target === '(info)' ? '' : row.pass ? 'PASS' : 'FAIL',
   ]);

@@ -1,0 +1,164 @@
+// `npm run bench`'s cluster section (issue 10, "Measured"): the same gate on the same load,
+// single node against cluster mode on a private redis-server, in one run. Per figure: the gate
+// process's CPU (utime + stime from /proc, read when the measured phase starts and ends) per
+// answered request and per delivered push, the Redis commands each costs (INFO commandstats over
+// the same window), and Redis memory per idle logged-in session (used_memory before and after).
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { connectMany, median, sleep, spawnGate, type Child, type GateChild, type SpawnOptions } from './common.js';
+import { runPush, type PushResult } from './push.js';
+import { startRedis, type RedisServer } from './redisServer.js';
+import { runRequest, type RequestResult } from './request.js';
+
+export interface ClusterSuiteOptions {
+  readonly runs: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly requestConnections: number;
+  readonly requestInflight: number;
+  readonly pushClients: number;
+  readonly pushBatch: number;
+  readonly idleSessions: number;
+  readonly server: SpawnOptions;
+  readonly backendUrl: string;
+  readonly progress: boolean;
+  readonly log: (s: string) => void;
+}
+
+export interface ClusterFigure {
+  readonly figure: string;
+  readonly unit: string;
+  readonly single: number;
+  readonly cluster: number;
+  readonly target: string;
+  readonly pass: boolean;
+}
+
+const TICK_US = 1_000_000 / 100; // USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s
+
+/** CPU time of a process so far, µs (utime + stime). */
+function cpuUs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_US;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Redis commands executed so far (INFO commandstats), without the INFO calls themselves. */
+async function redisCalls(r: Redis): Promise<number> {
+  const info = await r.info('commandstats');
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== 'info') n += Number(m[2]);
+  return n;
+}
+
+async function usedMemory(r: Redis): Promise<number> {
+  return Number(/^used_memory:(\d+)/m.exec(await r.info('memory'))?.[1] ?? NaN);
+}
+
+/** Samples the gate's CPU and Redis's command count at the measured phase's edges. */
+function sampler(pid: number | undefined, redis: Redis | null): { onMeasure: (e: 'start' | 'end') => void; result(): Promise<{ cpuUs: number; calls: number }> } {
+  let cpu0 = NaN;
+  let cpu1 = NaN;
+  let calls0: Promise<number> = Promise.resolve(0);
+  let calls1: Promise<number> = Promise.resolve(0);
+  return {
+    onMeasure: (e) => {
+      if (e === 'start') {
+        cpu0 = cpuUs(pid);
+        if (redis) calls0 = redisCalls(redis);
+      } else {
+        cpu1 = cpuUs(pid);
+        if (redis) calls1 = redisCalls(redis);
+      }
+    },
+    async result() {
+      return { cpuUs: cpu1 - cpu0, calls: (await calls1) - (await calls0) };
+    },
+  };
+}
+
+export async function runClusterSuite(o: ClusterSuiteOptions): Promise<{ figures: ClusterFigure[]; raw: Record<string, unknown> }> {
+  const say = (s: string): void => o.log(`${s}\n`);
+  const redisServer: RedisServer = await startRedis();
+  const redis = new Redis(redisServer.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  const children: Child[] = [];
+  let prefixes = 0;
+  const gate = async (cluster: boolean): Promise<GateChild> => {
+    const extra = cluster ? ['--redis', redisServer.url, '--redis-prefix', `bench${++prefixes}:`] : [];
+    const g = await spawnGate(o.backendUrl, { ...o.server, extra });
+    children.push(g);
+    return g;
+  };
+  const raw: Record<string, unknown> = {};
+  const figures: ClusterFigure[] = [];
+  try {
+    // (1) CPU and Redis commands per request, closed loop.
+    const req: Record<'single' | 'cluster', { r: RequestResult; cpuUs: number; calls: number }[]> = { single: [], cluster: [] };
+    for (let i = 0; i < o.runs; i++) {
+      for (const mode of ['single', 'cluster'] as const) {
+        say(`cluster section: request ${i + 1}/${o.runs}, ${mode}…`);
+        const g = await gate(mode === 'cluster');
+        const s = sampler(g.pid, mode === 'cluster' ? redis : null);
+        const r = await runRequest({
+          transport: 'tcp', at: g.tcp, connections: o.requestConnections, inflight: o.requestInflight, rate: 0, bodyBytes: 64, route: 5,
+          durationMs: o.durationMs, requests: null, warmupMs: o.warmupMs, verify: false, progress: o.progress, log: o.log, serverPid: g.pid, onMeasure: s.onMeasure,
+        });
+        req[mode].push({ r, ...(await s.result()) });
+        await g.stop();
+      }
+    }
+    raw.request = req;
+    const perReq = (mode: 'single' | 'cluster'): number => median(req[mode].map((x) => x.cpuUs / x.r.requests));
+    const reqRatio = perReq('cluster') / perReq('single');
+    figures.push({ figure: `gate CPU per request (${o.requestConnections} conns × ${o.requestInflight} in flight), µs`, unit: 'µs', single: perReq('single'), cluster: perReq('cluster'), target: 'cluster ≤ 2×', pass: reqRatio <= 2 });
+    figures.push({ figure: '  requests/s', unit: 'req/s', single: median(req.single.map((x) => x.r.rate)), cluster: median(req.cluster.map((x) => x.r.rate)), target: '(info)', pass: true });
+    figures.push({ figure: '  Redis commands per request', unit: 'cmds', single: 0, cluster: median(req.cluster.map((x) => x.calls / x.r.requests)), target: '(info)', pass: true });
+
+    // (2) CPU and Redis commands per delivered push (batches to every client).
+    const push: Record<'single' | 'cluster', { r: PushResult; cpuUs: number; calls: number }[]> = { single: [], cluster: [] };
+    for (let i = 0; i < o.runs; i++) {
+      for (const mode of ['single', 'cluster'] as const) {
+        say(`cluster section: push ${i + 1}/${o.runs}, ${mode} (${o.pushClients} clients)…`);
+        const g = await gate(mode === 'cluster');
+        const s = sampler(g.pid, mode === 'cluster' ? redis : null);
+        const r = await runPush({
+          transport: 'tcp', at: g.tcp, api: g.api, apiKey: null, clients: o.pushClients, batch: o.pushBatch, via: 'batch', bodyBytes: 16, route: 1,
+          durationMs: o.durationMs, pushes: null, warmupMs: o.warmupMs, apiInflight: 4, verify: true, progress: o.progress, log: o.log, serverPid: g.pid, onMeasure: s.onMeasure,
+        });
+        push[mode].push({ r, ...(await s.result()) });
+        await g.stop();
+      }
+    }
+    raw.push = push;
+    const perPush = (mode: 'single' | 'cluster'): number => median(push[mode].map((x) => x.cpuUs / x.r.pushes));
+    const pushRatio = perPush('cluster') / perPush('single');
+    figures.push({ figure: `gate CPU per delivered push (${o.pushClients} TCP clients, batches of ${o.pushBatch}), µs`, unit: 'µs', single: perPush('single'), cluster: perPush('cluster'), target: 'cluster ≤ 2×', pass: pushRatio <= 2 });
+    figures.push({ figure: '  pushes/s', unit: 'pushes/s', single: median(push.single.map((x) => x.r.rate)), cluster: median(push.cluster.map((x) => x.r.rate)), target: '(info)', pass: true });
+    figures.push({ figure: '  Redis commands per push', unit: 'cmds', single: 0, cluster: median(push.cluster.map((x) => x.calls / x.r.pushes)), target: '(info)', pass: true });
+    const lostOrDup = [...push.single, ...push.cluster].filter((x) => x.r.verify && x.r.verify.lost + x.r.verify.duplicates + x.r.verify.outOfOrder > 0).length;
+    raw.pushVerifyFailures = lostOrDup;
+
+    // (3) Redis memory per idle logged-in session.
+    say(`cluster section: Redis memory per idle session (${o.idleSessions} sessions)…`);
+    const g = await gate(true);
+    const before = await usedMemory(redis);
+    const clients = await connectMany('tcp', g.tcp, o.idleSessions);
+    await sleep(500); // the logins' scripts (and their events' posting) settle
+    const after = await usedMemory(redis);
+    for (const c of clients) c.close();
+    await g.stop();
+    raw.memory = { before, after, sessions: o.idleSessions };
+    figures.push({ figure: `Redis memory per idle session (used_memory, ${o.idleSessions} sessions), bytes`, unit: 'bytes', single: 0, cluster: (after - before) / o.idleSessions, target: '≤ 1 KB', pass: (after - before) / o.idleSessions <= 1024 });
+  } finally {
+    for (const c of children) await c.stop();
+    redis.disconnect();
+    await redisServer.stop();
+  }
+  return { figures, raw };
+}
