@@ -576,6 +576,10 @@ export type ScriptArg = string | number | Buffer;
 /** The ioredis command a script is defined as (its `…Buffer` twin answers bulk strings as Buffers). */
 const commandOf = (name: ScriptName): string => `gate${name.charAt(0).toUpperCase()}${name.slice(1)}`;
 
+/** Command names, built once (a request runs two scripts: no string building on that path). */
+const COMMANDS = Object.fromEntries(Object.keys(SCRIPTS).map((n) => [n, commandOf(n as ScriptName)])) as Record<ScriptName, string>;
+const BUFFER_COMMANDS = Object.fromEntries(Object.keys(SCRIPTS).map((n) => [n, `${commandOf(n as ScriptName)}Buffer`])) as Record<ScriptName, string>;
+
 /** Defines every script on `redis` (idempotent: a second definition replaces the first). */
 export function defineScripts(redis: Redis): void {
   for (const [name, def] of Object.entries(SCRIPTS) as [ScriptName, ScriptDef][]) redis.defineCommand(commandOf(name), def);
@@ -586,7 +590,7 @@ export function defineScripts(redis: Redis): void {
  * strings as Buffers (scripts that return push bodies); otherwise as UTF-8 strings.
  */
 export function runScript(redis: Redis, name: ScriptName, args: readonly ScriptArg[], binary = false): Promise<unknown> {
-  const command = commandOf(name) + (binary ? 'Buffer' : '');
+  const command = (binary ? BUFFER_COMMANDS : COMMANDS)[name];
   const fn = (redis as unknown as Record<string, ((...a: ScriptArg[]) => Promise<unknown>) | undefined>)[command];
   if (fn === undefined) throw new TypeError(`runScript: ${command} is not defined on this client (call defineScripts first)`);
   return fn.apply(redis, args as ScriptArg[]);
