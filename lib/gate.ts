@@ -34,7 +34,7 @@ import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
 import type { ClusterNode, SessionHolder } from './cluster/clusterNode.js';
 import { EventStream } from './cluster/eventStream.js';
-import type { EndReason, Fence } from './cluster/redisSessions.js';
+import type { EndReason, Fence, PushResult as StoredPush } from './cluster/redisSessions.js';
 import type { KeptPush } from './session/pushBuffer.js';
 import { PUSH_IDS_MIN, PushIds } from './session/pushIds.js';
 import { Session, newResumeToken } from './session/session.js';
@@ -120,6 +120,8 @@ export interface GateDeps {
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
 const RPC_BACKOFF = { baseBackoffMs: 50, maxBackoffMs: 1_000 };
+/** Cluster mode: most pushes of one batch script call (each call keeps Redis busy about 1 ms per 1,000). */
+const PUSH_MANY_CHUNK = 1_000;
 /** How long an idle player's request group lingers before groupBy releases it. */
 const GROUP_LINGER_MS = 1_000;
 
@@ -901,8 +903,33 @@ export class Gate {
    */
   pushMany(items: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): (PushResult | null)[] | Promise<(PushResult | null)[]> {
     const c = this.cluster;
-    if (c) return Promise.all(items.map((p) => this.pushToCluster(c, p.playerId, p.route, p.body, p.id)));
+    if (c) return this.pushManyToCluster(c, items);
     return items.map((p) => this.push(p.playerId, p.route, p.body, p.id) as PushResult | null);
+  }
+
+  /** One script call per PUSH_MANY_CHUNK pushes, in order. */
+  private async pushManyToCluster(c: ClusterNode, items: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): Promise<(PushResult | null)[]> {
+    const out: (PushResult | null)[] = [];
+    for (let i = 0; i < items.length; i += PUSH_MANY_CHUNK) {
+      let rs;
+      try {
+        rs = await c.sessions.pushMany(items.slice(i, i + PUSH_MANY_CHUNK));
+      } catch (e) {
+        throw clusterUnavailable(e);
+      }
+      for (const r of rs) out.push(this.receipt(r));
+    }
+    return out;
+  }
+
+  /** The API's receipt for a push Redis stored (null: no session). */
+  private receipt(r: StoredPush): PushResult | null {
+    if (r.kind !== 'ok') return null;
+    if (r.dropped > 0) this.metrics.pushDrops.inc(r.dropped);
+    // `sent`: handed to the gate holding the link (its notice had a subscriber).
+    const status = r.state === 'online' && (r.notified || r.duplicate) ? 'sent' : 'buffered';
+    this.metrics.countPush(r.duplicate ? 'duplicate' : status).inc();
+    return r.duplicate ? { seq: r.seq, status, duplicate: true } : { seq: r.seq, status };
   }
 
   private async pushToCluster(c: ClusterNode, playerId: string, route: number, body: Buffer, id?: string): Promise<PushResult | null> {
@@ -912,12 +939,7 @@ export class Gate {
     } catch (e) {
       throw clusterUnavailable(e);
     }
-    if (r.kind !== 'ok') return null;
-    if (r.dropped > 0) this.metrics.pushDrops.inc(r.dropped);
-    // `sent`: handed to the gate holding the link (its notice had a subscriber).
-    const status = r.state === 'online' && (r.notified || r.duplicate) ? 'sent' : 'buffered';
-    this.metrics.countPush(r.duplicate ? 'duplicate' : status).inc();
-    return r.duplicate ? { seq: r.seq, status, duplicate: true } : { seq: r.seq, status };
+    return this.receipt(r);
   }
 
   /** Every player with a session, in pages: this gate's (single node) or the cluster's. */

@@ -13,6 +13,7 @@ import { FIELDS, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } f
 import { RedisSessions, type Fence, type RedisSessionsConfig, type ResumeResult } from '../lib/cluster/redisSessions.js';
 import type { KeptPush } from '../lib/session/pushBuffer.js';
 import { startRedis, type RedisServer } from './helpers/redisServer.js';
+import { waitFor } from './helpers/wait.js';
 
 const A = 'gA~0000000a';
 const B = 'gB~0000000b';
@@ -272,6 +273,46 @@ describe('RedisSessions', () => {
     assert.equal(none.kind === 'ok' && none.pushes.length, 0);
     const all = resumed(await a.resume({ sessionId: fence.sessionId, resumeToken: token, lastSeq: 2 }, 100));
     assert.deepEqual([seqs(all.replay), all.more], [[3, 4, 5, 6, 7, 8, 9, 10], false]);
+  });
+
+  it('should store a batch in one call exactly as one push after another, with one notice per owner', async () => {
+    const one = cluster({ bufferMax: 3 });
+    const many = cluster({ bufferMax: 3 });
+    for (const c of [one, many]) {
+      await login(c.a, 'x');
+      await login(c.b, 'y');
+    }
+    const batch = [
+      { playerId: 'x', route: 1, body: Buffer.from('a'), id: 'i1' },
+      { playerId: 'y', route: 2, body: Buffer.from('b') },
+      { playerId: 'nobody', route: 3, body: Buffer.from('c') },
+      { playerId: 'x', route: 4, body: Buffer.from('d'), id: 'i1' }, // a repeat within the batch
+      ...['e', 'f', 'g', 'h'].map((b) => ({ playerId: 'x', route: 5, body: Buffer.from(b) })), // past bufferMax: drops
+    ];
+    const expected = [];
+    for (const p of batch) expected.push(await one.a.push(p));
+    // Listen on A's and B's notice channels: one message each for the whole batch.
+    const sub = ra.duplicate();
+    const got: Buffer[] = [];
+    sub.on('messageBuffer', (_ch: Buffer, msg: Buffer) => got.push(msg));
+    await sub.subscribe(`${many.prefix}n:${A}`, `${many.prefix}n:${B}`);
+    try {
+      const actual = await many.b.pushMany(batch);
+      assert.deepEqual(
+        actual.map((r) => (r.kind === 'ok' ? { ...r, notified: true } : r)),
+        expected.map((r) => (r.kind === 'ok' ? { ...r, notified: true } : r)),
+        'the same seqs, duplicates, drops and owners as one push after another',
+      );
+      assert.ok(actual.every((r) => r.kind !== 'ok' || r.duplicate || r.notified), 'every new push to an online session reached its owner');
+      await waitFor('the two batch notices', () => got.length === 2 || null, 5_000);
+      assert.ok(got.every((m) => m.subarray(0, 2).toString() === 'B\n'), 'batch notices');
+      for (const k of ['x', 'y']) {
+        const [kept1, kept2] = await Promise.all([one.a, many.a].map(async (s) => ((await s.info(k)) ?? { kept: -1 }).kept));
+        assert.equal(kept2, kept1, `kept pushes of ${k}`);
+      }
+    } finally {
+      sub.disconnect();
+    }
   });
 
   it('should store a push whose id was seen once: the same seq, flagged duplicate, per player and per session', async () => {

@@ -261,6 +261,15 @@ export class ClusterNode {
   }
 
   private onMessage(msg: Buffer): void {
+    if (msg[0] === 0x42 /* B */ && msg[1] === 10) {
+      // A batch: each push's own notice, behind a u32 length.
+      for (let at = 2; at + 4 <= msg.length; ) {
+        const len = msg.readUInt32BE(at);
+        this.onMessage(msg.subarray(at + 4, at + 4 + len));
+        at += 4 + len;
+      }
+      return;
+    }
     const nl = msg.indexOf(10);
     const line = msg.toString('utf8', 0, nl === -1 ? msg.length : nl);
     const head = line.split(' ', 3);

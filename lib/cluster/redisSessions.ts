@@ -277,17 +277,23 @@ export class RedisSessions {
       k.meta, k.pushes, k.pushIds, epochKey(this.prefix),
       encodePush(p.route, p.body), p.id ?? '', this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, this.prefix, NOTICE_INLINE_MAX,
     ]);
-    const st = status(r, 'push', 'OK', 'DUP', 'UNKNOWN');
-    if (st === 'UNKNOWN') return UNKNOWN;
-    return {
-      kind: 'ok',
-      seq: int(r[1]),
-      duplicate: st === 'DUP',
-      dropped: int(r[4]),
-      owner: text(r[2]) || null,
-      state: sessionStatus(text(r[3])),
-      notified: int(r[5]) > 0,
-    };
+    return pushReply(r);
+  }
+
+  /**
+   * Several pushes in one script call (a batch, a broadcast page), each exactly as `push`, in
+   * order; every owner gets one notice for all of its pushes.
+   */
+  async pushMany(ps: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): Promise<PushResult[]> {
+    if (ps.length === 0) return [];
+    const args: ScriptArg[] = [epochKey(this.prefix), this.prefix, this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, NOTICE_INLINE_MAX];
+    for (const p of ps) {
+      if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.pushMany: route must be 0..${ROUTE_MAX}`);
+      if (p.id === '') throw new TypeError('RedisSessions.pushMany: id must be non-empty when given');
+      args.push(p.playerId, encodePush(p.route, p.body), p.id ?? '');
+    }
+    const r = await this.call('pushMany', args);
+    return r.map((x) => pushReply(x as unknown[]));
   }
 
   /** The client holds every push up to `seq` (at most the newest): forget them. Fenced. */
@@ -517,6 +523,13 @@ function decodeEvent(entry: unknown): StreamEvent {
   const type = f.t ?? '';
   if (!EVENT_TYPES.has(type)) throw new Error(`RedisSessions: unknown event type ${JSON.stringify(type)}`);
   return { id: text(entry[0]), type: type as StreamEvent['type'], playerId: f.p ?? '', sessionId: f.s ?? '', gateId: f.g ?? '', reason: f.r ?? '', at: Number(f.a ?? 0) };
+}
+
+/** One push's reply: {status, seq, owner, state, dropped, notified}. */
+function pushReply(r: readonly unknown[]): PushResult {
+  const st = status(r, 'push', 'OK', 'DUP', 'UNKNOWN');
+  if (st === 'UNKNOWN') return UNKNOWN;
+  return { kind: 'ok', seq: int(r[1]), duplicate: st === 'DUP', dropped: int(r[4]), owner: text(r[2]) || null, state: sessionStatus(text(r[3])), notified: int(r[5]) > 0 };
 }
 
 /** (pid, sid) pairs from element `from` of a script reply on. */

@@ -115,6 +115,46 @@ end
 `;
 
 /**
+ * The steps of one push (KEYS of the session computed or given): no session, UNKNOWN; a push id
+ * seen, DUP with its seq; else numbered, appended, the oldest dropped past the bounds. Returns
+ * the reply {status, seq, owner, state, dropped, notified (0 until published)}, and for an online
+ * session the notice for its owner and the owner.
+ */
+const PUSH_ONE = `
+local function pushOne(s, q, i, epoch, el, id, max, maxBytes, idsMax, inlineMax)
+  if redis.call('EXISTS', s) == 0 then return {'UNKNOWN'} end
+  cross(s, q, epoch)
+  local m = redis.call('HMGET', s, 'own', 'st', 'sid')
+  if id ~= '' then
+    local seen = redis.call('ZSCORE', i, id)
+    if seen then return {'DUP', tonumber(seen), m[1], m[2], 0, 0} end
+  end
+  local seq = redis.call('HINCRBY', s, 'seq', 1)
+  local n = redis.call('RPUSH', q, el)
+  local b = redis.call('HINCRBY', s, 'b', #el - 2)
+  local dropped = 0
+  while n > max or (maxBytes >= 0 and b > maxBytes and n > 1) do
+    b = b - (#redis.call('LPOP', q) - 2)
+    n = n - 1
+    dropped = dropped + 1
+  end
+  if dropped > 0 then
+    redis.call('HSET', s, 'b', b)
+    redis.call('HINCRBY', s, 'fgt', dropped)
+  end
+  if id ~= '' then
+    redis.call('ZADD', i, seq, id)
+    -- Scores are seqs, so rank order is push order: keep the newest pushIdsMax ids.
+    redis.call('ZREMRANGEBYRANK', i, 0, -(idsMax + 1))
+  end
+  local r = {'OK', seq, m[1], m[2], dropped, 0}
+  if m[2] ~= 'online' then return r end
+  local inline = #el <= inlineMax and el or ''
+  return r, 'P ' .. m[3] .. ' ' .. seq .. '\\n' .. inline, m[1]
+end
+`;
+
+/**
  * boot. KEYS: epoch, runid. ARGV: Redis run_id (INFO server), a fresh epoch.
  * Starts a new cluster epoch when Redis is not the one the epoch belongs to (restart, failover,
  * or never booted). Compare-and-set, so members booting together agree on one epoch.
@@ -219,43 +259,46 @@ return {'OK', pid, gen, gap and 1 or 0, seq, fgt, upTo, m[3] or '', num(m[4]), m
  * one Redis, one channel.
  * Returns {'UNKNOWN'} (no session) or {'OK' | 'DUP', seq, owner, state, dropped, notified}.
  */
-const PUSH = `${PRELUDE}
+const PUSH = `${PRELUDE}${PUSH_ONE}
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then return redis.error_reply(NOEPOCH) end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
-cross(KEYS[1], KEYS[2], epoch)
-local m = redis.call('HMGET', KEYS[1], 'own', 'st', 'sid')
-local id = ARGV[2]
-if id ~= '' then
-  local seen = redis.call('ZSCORE', KEYS[3], id)
-  if seen then return {'DUP', tonumber(seen), m[1], m[2], 0, 0} end
+local r, notice, owner = pushOne(KEYS[1], KEYS[2], KEYS[3], epoch, ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7]))
+if notice then r[6] = notify(ARGV[6], owner, notice) end
+return r
+`;
+
+/**
+ * pushMany. KEYS: epoch. ARGV: prefix, bufferMax, bufferMaxBytes, pushIdsMax, inlineMax, then
+ * per push: playerId, element, push id ('' = none).
+ * push's steps for each, in order, in one atomic call (a batch or a broadcast page is one round
+ * trip). Each owner gets one notice for the whole batch: `B\n` then, per push, a u32 length and
+ * that push's own `P` notice.
+ * Returns one reply per push, as push's.
+ */
+const PUSH_MANY = `${PRELUDE}${PUSH_ONE}
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return redis.error_reply(NOEPOCH) end
+local prefix = ARGV[1]
+local max, maxBytes, idsMax, inlineMax = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local out, byOwner, order = {}, {}, {}
+for i = 6, #ARGV, 3 do
+  local pid = ARGV[i]
+  local r, notice, owner = pushOne(prefix .. '${KEY_TAGS.meta}' .. pid, prefix .. '${KEY_TAGS.pushes}' .. pid, prefix .. '${KEY_TAGS.pushIds}' .. pid,
+    epoch, ARGV[i + 1], ARGV[i + 2], max, maxBytes, idsMax, inlineMax)
+  out[#out + 1] = r
+  if notice then
+    if not byOwner[owner] then byOwner[owner] = {}; order[#order + 1] = owner end
+    local list = byOwner[owner]
+    list[#list + 1] = {#out, notice}
+  end
 end
-local el = ARGV[1]
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local n = redis.call('RPUSH', KEYS[2], el)
-local b = redis.call('HINCRBY', KEYS[1], 'b', #el - 2)
-local max, maxBytes = tonumber(ARGV[3]), tonumber(ARGV[4])
-local dropped = 0
-while n > max or (maxBytes >= 0 and b > maxBytes and n > 1) do
-  b = b - (#redis.call('LPOP', KEYS[2]) - 2)
-  n = n - 1
-  dropped = dropped + 1
+for _, owner in ipairs(order) do
+  local parts = {'B\\n'}
+  for _, e in ipairs(byOwner[owner]) do parts[#parts + 1] = struct.pack('>I4', #e[2]) .. e[2] end
+  local n = notify(prefix, owner, table.concat(parts))
+  for _, e in ipairs(byOwner[owner]) do out[e[1]][6] = n end
 end
-if dropped > 0 then
-  redis.call('HSET', KEYS[1], 'b', b)
-  redis.call('HINCRBY', KEYS[1], 'fgt', dropped)
-end
-if id ~= '' then
-  redis.call('ZADD', KEYS[3], seq, id)
-  -- Scores are seqs, so rank order is push order: keep the newest pushIdsMax ids.
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[5]) + 1))
-end
-local notified = 0
-if m[2] == 'online' then
-  local inline = #el <= tonumber(ARGV[7]) and el or ''
-  notified = notify(ARGV[6], m[1], 'P ' .. m[3] .. ' ' .. seq .. '\\n' .. inline)
-end
-return {'OK', seq, m[1], m[2], dropped, notified}
+return out
 `;
 
 /**
@@ -554,6 +597,7 @@ export const SCRIPTS = {
   login: { numberOfKeys: 5, lua: LOGIN },
   resume: { numberOfKeys: 2, lua: RESUME },
   push: { numberOfKeys: 4, lua: PUSH },
+  pushMany: { numberOfKeys: 1, lua: PUSH_MANY },
   ack: { numberOfKeys: 3, lua: ACK },
   detach: { numberOfKeys: 3, lua: DETACH },
   end: { numberOfKeys: 3, lua: END },
