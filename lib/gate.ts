@@ -449,7 +449,7 @@ export class Gate {
     const fence = s.fence;
     if (this.cluster && fence !== null && f.seq !== 0) {
       // Asked now, in arrival order on one Redis connection; the job waits for it in the pool.
-      const admission = this.cluster.sessions.reqBegin(fence, f.seq, this.cfg.requestWindow).catch((e: unknown) => {
+      const admission = this.cluster.sessions.reqBeginBatched(fence, f.seq, this.cfg.requestWindow).catch((e: unknown) => {
         this.log.warn({ sessionId: s.sessionId, seq: f.seq, err: (e as Error).message }, 'cluster request window unavailable; the local window decides');
         return null;
       });
@@ -840,7 +840,7 @@ export class Gate {
     if (s.conn) this.sendAnswer(s, s.conn, answer);
     // Stored for the cluster after the answer went out (off the latency path).
     if (a.ran && this.cluster)
-      this.cluster.sessions.reqFinish(a.ran, job.seq, answer).catch((e: unknown) =>
+      this.cluster.sessions.reqFinishBatched(a.ran, job.seq, answer, (e: unknown) =>
         this.log.warn({ sessionId: s.sessionId, seq: job.seq, err: (e as Error).message }, 'request outcome not stored in Redis: a re-send after a move may run it again'),
       );
   }

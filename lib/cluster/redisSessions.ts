@@ -176,6 +176,10 @@ export class RedisSessions {
   private readonly bufferMaxBytes: number;
   private readonly pushIdsMax: number;
   private readonly replayPage: number;
+  /** reqBegin calls of this event-loop turn, sent together (reqBeginBatched). */
+  private readonly begins: { f: Fence; seq: number; size: number; resolve: (v: ClusterVerdict) => void; reject: (e: unknown) => void }[] = [];
+  /** reqFinish calls of this event-loop turn. */
+  private readonly finishes: { f: Fence; seq: number; record: Buffer | string; onError: (e: unknown) => void }[] = [];
   /** The boot in progress, shared by every script that found no epoch meanwhile. */
   private booting: Promise<{ epoch: string; changed: boolean }> | null = null;
 
@@ -349,22 +353,52 @@ export class RedisSessions {
       [k.meta, k.pushes, epochKey(this.prefix), k.window, k.windowOrder, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), windowSize, this.prefix, f.playerId],
       true,
     );
-    const st = status(r, 'reqBegin', 'NEW', 'RUNNING', 'DONE', 'UNKNOWN', 'STALE', 'FENCED', 'GONE');
-    switch (st) {
-      case 'NEW':
-        return { kind: 'new' };
-      case 'RUNNING':
-        return { kind: 'running' };
-      case 'DONE':
-        return { kind: 'done', answer: decodeAnswer(r[1], seq) };
-      case 'UNKNOWN':
-        return { kind: 'outcome_unknown' };
-      case 'STALE':
-        return { kind: 'stale' };
-      case 'FENCED':
-      case 'GONE':
-        return { kind: 'lost' };
+    return verdict(r, seq);
+  }
+
+  /**
+   * `reqBegin`, with every call of one event-loop turn sent as one script call (a gate under load
+   * admits many REQUESTs per turn: one round trip and one command for all of them). Results come
+   * back per call, in call order.
+   */
+  reqBeginBatched(f: Fence, seq: number, windowSize: number): Promise<ClusterVerdict> {
+    return new Promise((resolve, reject) => {
+      this.begins.push({ f, seq: seqArg(seq, 'seq'), size: windowSize, resolve, reject });
+      if (this.begins.length === 1) setImmediate(() => this.flushBegins());
+    });
+  }
+
+  private flushBegins(): void {
+    const batch = this.begins.splice(0);
+    if (batch.length === 0) return;
+    // One window size per call: the gate's --request-window (a mixed batch goes in groups).
+    const size = batch[0]!.size;
+    const now = batch.filter((b) => b.size === size);
+    const later = batch.filter((b) => b.size !== size);
+    if (later.length > 0) {
+      this.begins.push(...later);
+      setImmediate(() => this.flushBegins());
     }
+    const args: ScriptArg[] = [epochKey(this.prefix), this.prefix, this.member, size];
+    for (const b of now) args.push(b.f.playerId, b.f.sessionId, b.f.gen, b.seq);
+    this.call('reqBeginMany', args, true).then(
+      (r) => now.forEach((b, i) => b.resolve(verdict(r[i] as unknown[], b.seq))),
+      (e: unknown) => now.forEach((b) => b.reject(e)),
+    );
+  }
+
+  /** `reqFinish` for the outcomes of one event-loop turn in one script call (fire and forget: errors are logged by `onError`). */
+  reqFinishBatched(f: Fence, seq: number, answer: Frame | null, onError: (e: unknown) => void): void {
+    this.finishes.push({ f, seq: seqArg(seq, 'seq'), record: answer === null ? 'N' : encodeAnswer(answer), onError });
+    if (this.finishes.length === 1) setImmediate(() => this.flushFinishes());
+  }
+
+  private flushFinishes(): void {
+    const batch = this.finishes.splice(0);
+    if (batch.length === 0) return;
+    const args: ScriptArg[] = [this.prefix, this.member, NOTICE_INLINE_MAX];
+    for (const b of batch) args.push(b.f.playerId, b.f.sessionId, b.f.gen, b.seq, b.record);
+    this.call('reqFinishMany', args).catch((e: unknown) => batch.forEach((b) => b.onError(e)));
   }
 
   /**
@@ -523,6 +557,26 @@ function decodeEvent(entry: unknown): StreamEvent {
   const type = f.t ?? '';
   if (!EVENT_TYPES.has(type)) throw new Error(`RedisSessions: unknown event type ${JSON.stringify(type)}`);
   return { id: text(entry[0]), type: type as StreamEvent['type'], playerId: f.p ?? '', sessionId: f.s ?? '', gateId: f.g ?? '', reason: f.r ?? '', at: Number(f.a ?? 0) };
+}
+
+/** One reqBegin reply as a verdict. */
+function verdict(r: readonly unknown[], seq: number): ClusterVerdict {
+  const st = status(r, 'reqBegin', 'NEW', 'RUNNING', 'DONE', 'UNKNOWN', 'STALE', 'FENCED', 'GONE');
+  switch (st) {
+    case 'NEW':
+      return { kind: 'new' };
+    case 'RUNNING':
+      return { kind: 'running' };
+    case 'DONE':
+      return { kind: 'done', answer: decodeAnswer(r[1], seq) };
+    case 'UNKNOWN':
+      return { kind: 'outcome_unknown' };
+    case 'STALE':
+      return { kind: 'stale' };
+    case 'FENCED':
+    case 'GONE':
+      return { kind: 'lost' };
+  }
 }
 
 /** One push's reply: {status, seq, owner, state, dropped, notified}. */

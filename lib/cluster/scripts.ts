@@ -154,6 +154,57 @@ local function pushOne(s, q, i, epoch, el, id, max, maxBytes, idsMax, inlineMax)
 end
 `;
 
+/** reqBegin's and reqFinish's steps, for one request (keys given or computed). */
+const REQ_ONE = `
+local function reqBeginOne(s, q, epochKey, w, wl, sid, me, gen, seq, size, prefix, pid)
+  local stop = enter(s, q, epochKey, sid, me, gen)
+  if stop then
+    if stop[1] == 'UNKNOWN' then return {'GONE'} end
+    return stop
+  end
+  local mark = 'R' .. gen .. ':' .. me
+  local rec = redis.call('HGET', w, seq)
+  if rec then
+    local k = string.sub(rec, 1, 1)
+    if k == 'R' then return {'RUNNING'} end
+    if k == 'D' then return {'DONE', rec} end
+    if k == 'U' then return {'UNKNOWN'} end
+    redis.call('HSET', w, seq, mark)
+    redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
+    return {'NEW'}
+  end
+  if tonumber(seq) <= num(redis.call('HGET', s, 'rq')) then return {'STALE'} end
+  redis.call('HSET', s, 'rq', seq)
+  redis.call('HSET', w, seq, mark)
+  redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
+  local n = redis.call('RPUSH', wl, seq)
+  while n > size do
+    local old = redis.call('LPOP', wl)
+    local orec = redis.call('HGET', w, old)
+    redis.call('HDEL', w, old)
+    if orec and string.sub(orec, 1, 1) == 'R' then
+      local who = string.match(orec, ':(.*)$')
+      if redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. who, pid, -1) <= 0 then redis.call('HDEL', prefix .. '${KEY_TAGS.running}' .. who, pid) end
+    end
+    n = n - 1
+  end
+  return {'NEW'}
+end
+
+local function reqFinishOne(s, w, sid, me, gen, seq, record, prefix, pid, inlineMax)
+  local runningKey = prefix .. '${KEY_TAGS.running}' .. me
+  if redis.call('HINCRBY', runningKey, pid, -1) <= 0 then redis.call('HDEL', runningKey, pid) end
+  if redis.call('HGET', w, seq) ~= 'R' .. gen .. ':' .. me then return {'LOST'} end
+  redis.call('HSET', w, seq, record)
+  local m = redis.call('HMGET', s, 'sid', 'own', 'gen')
+  if record ~= 'N' and m[1] == sid and m[2] and m[2] ~= '' and (m[2] ~= me or m[3] ~= gen) then
+    local inline = #record <= inlineMax and record or ''
+    notify(prefix, m[2], 'A ' .. sid .. ' ' .. seq .. '\\n' .. inline)
+  end
+  return {'OK'}
+end
+`;
+
 /**
  * boot. KEYS: epoch, runid. ARGV: Redis run_id (INFO server), a fresh epoch.
  * Starts a new cluster epoch when Redis is not the one the epoch belongs to (restart, failover,
@@ -497,40 +548,25 @@ return out
  * {'UNKNOWN'} (the gate running it died), {'STALE'}, or FENCED/UNKNOWN-session as every fenced script
  * (the latter as {'GONE'}).
  */
-const REQ_BEGIN = `${PRELUDE}
-local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
-if stop then
-  if stop[1] == 'UNKNOWN' then return {'GONE'} end
-  return stop
+const REQ_BEGIN = `${PRELUDE}${REQ_ONE}
+return reqBeginOne(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7])
+`;
+
+/**
+ * reqBeginMany. KEYS: epoch. ARGV: prefix, me, windowSize, then per request: pid, sid, gen, seq.
+ * reqBegin for each, in order, in one call (the REQUESTs of one event-loop turn, any sessions).
+ * Returns one reply per request, as reqBegin's.
+ */
+const REQ_BEGIN_MANY = `${PRELUDE}${REQ_ONE}
+if not redis.call('GET', KEYS[1]) then return redis.error_reply(NOEPOCH) end
+local prefix, me, size = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 4 do
+  local pid = ARGV[i]
+  out[#out + 1] = reqBeginOne(prefix .. '${KEY_TAGS.meta}' .. pid, prefix .. '${KEY_TAGS.pushes}' .. pid, KEYS[1],
+    prefix .. '${KEY_TAGS.window}' .. pid, prefix .. '${KEY_TAGS.windowOrder}' .. pid, ARGV[i + 1], me, ARGV[i + 2], ARGV[i + 3], size, prefix, pid)
 end
-local seq, me, pid, prefix = ARGV[4], ARGV[2], ARGV[7], ARGV[6]
-local mark = 'R' .. ARGV[3] .. ':' .. me
-local rec = redis.call('HGET', KEYS[4], seq)
-if rec then
-  local k = string.sub(rec, 1, 1)
-  if k == 'R' then return {'RUNNING'} end
-  if k == 'D' then return {'DONE', rec} end
-  if k == 'U' then return {'UNKNOWN'} end
-  redis.call('HSET', KEYS[4], seq, mark)
-  redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
-  return {'NEW'}
-end
-if tonumber(seq) <= num(redis.call('HGET', KEYS[1], 'rq')) then return {'STALE'} end
-redis.call('HSET', KEYS[1], 'rq', seq)
-redis.call('HSET', KEYS[4], seq, mark)
-redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
-local n = redis.call('RPUSH', KEYS[5], seq)
-while n > tonumber(ARGV[5]) do
-  local old = redis.call('LPOP', KEYS[5])
-  local orec = redis.call('HGET', KEYS[4], old)
-  redis.call('HDEL', KEYS[4], old)
-  if orec and string.sub(orec, 1, 1) == 'R' then
-    local who = string.match(orec, ':(.*)$')
-    if redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. who, pid, -1) <= 0 then redis.call('HDEL', prefix .. '${KEY_TAGS.running}' .. who, pid) end
-  end
-  n = n - 1
-end
-return {'NEW'}
+return out
 `;
 
 /**
@@ -541,18 +577,22 @@ return {'NEW'}
  * is told `A <sid> <seq>\n` ‖ record (empty past inlineMax: it reads it by re-sending).
  * Returns {'OK'} or {'LOST'} (no such record: the session ended, or the window moved on).
  */
-const REQ_FINISH = `${PRELUDE}
-local seq, me, pid, prefix = ARGV[4], ARGV[2], ARGV[7], ARGV[6]
-local runningKey = prefix .. '${KEY_TAGS.running}' .. me
-if redis.call('HINCRBY', runningKey, pid, -1) <= 0 then redis.call('HDEL', runningKey, pid) end
-if redis.call('HGET', KEYS[2], seq) ~= 'R' .. ARGV[3] .. ':' .. me then return {'LOST'} end
-redis.call('HSET', KEYS[2], seq, ARGV[5])
-local m = redis.call('HMGET', KEYS[1], 'sid', 'own', 'gen')
-if ARGV[5] ~= 'N' and m[1] == ARGV[1] and m[2] and m[2] ~= '' and (m[2] ~= me or m[3] ~= ARGV[3]) then
-  local inline = #ARGV[5] <= tonumber(ARGV[8]) and ARGV[5] or ''
-  notify(prefix, m[2], 'A ' .. ARGV[1] .. ' ' .. seq .. '\\n' .. inline)
+const REQ_FINISH = `${PRELUDE}${REQ_ONE}
+return reqFinishOne(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]))
+`;
+
+/**
+ * reqFinishMany. KEYS: none. ARGV: prefix, me, inlineMax, then per outcome: pid, sid, runGen, seq, record.
+ * reqFinish for each (the outcomes of one event-loop turn). Returns one reply per outcome.
+ */
+const REQ_FINISH_MANY = `${PRELUDE}${REQ_ONE}
+local prefix, me, inlineMax = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 5 do
+  local pid = ARGV[i]
+  out[#out + 1] = reqFinishOne(prefix .. '${KEY_TAGS.meta}' .. pid, prefix .. '${KEY_TAGS.window}' .. pid, ARGV[i + 1], me, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], prefix, pid, inlineMax)
 end
-return {'OK'}
+return out
 `;
 
 /**
@@ -609,6 +649,8 @@ export const SCRIPTS = {
   reapPage: { numberOfKeys: 3, lua: REAP_PAGE },
   reqBegin: { numberOfKeys: 5, lua: REQ_BEGIN },
   reqFinish: { numberOfKeys: 2, lua: REQ_FINISH },
+  reqBeginMany: { numberOfKeys: 1, lua: REQ_BEGIN_MANY },
+  reqFinishMany: { numberOfKeys: 0, lua: REQ_FINISH_MANY },
   evTake: { numberOfKeys: 2, lua: EV_TAKE },
   evDone: { numberOfKeys: 2, lua: EV_DONE },
   evRelease: { numberOfKeys: 1, lua: EV_RELEASE },
