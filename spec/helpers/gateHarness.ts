@@ -18,6 +18,16 @@ export interface Harness {
 
 const portOf = (a: string | null): number => Number(a?.split(':').pop() ?? 0);
 
+/** A running gate's addresses, as the specs use them. */
+const harnessOf = (gate: RunningGate, backend: FakeBackend): Omit<Harness, 'close'> => ({
+  gate,
+  backend,
+  tcpPort: portOf(gate.addresses.tcp),
+  wsPort: portOf(gate.addresses.ws),
+  api: gate.addresses.api,
+  apiUrl: `http://${gate.addresses.api}`,
+});
+
 /**
  * A real gate on 127.0.0.1 (ports chosen by the OS) in front of a fake backend. `over` changes
  * config; by default auth is `upstream` against the fake (whose /connect names the token).
@@ -28,12 +38,7 @@ export async function startGate(over: Partial<GateConfig> = {}, handler?: FakeHa
   const gate = await serve(cfg, { logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }), ...deps });
   let closed = false;
   return {
-    gate,
-    backend,
-    tcpPort: portOf(gate.addresses.tcp),
-    wsPort: portOf(gate.addresses.ws),
-    api: gate.addresses.api,
-    apiUrl: `http://${gate.addresses.api}`,
+    ...harnessOf(gate, backend),
     async close() {
       if (closed) return;
       closed = true;
@@ -60,15 +65,7 @@ export async function startCluster(
   for (let i = 0; i < n; i++) {
     const cfg = testConfig({ upstream: backend.url, auth: 'upstream', ...over, gateId: `g${i + 1}`, redis: redis.url, redisPrefix: prefix });
     const gate = await serve(cfg, { logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }), ...deps(i) });
-    gates.push({
-      gate,
-      backend,
-      tcpPort: portOf(gate.addresses.tcp),
-      wsPort: portOf(gate.addresses.ws),
-      api: gate.addresses.api,
-      apiUrl: `http://${gate.addresses.api}`,
-      close: () => gate.shutdown(),
-    });
+    gates.push({ ...harnessOf(gate, backend), close: () => gate.shutdown() });
   }
   return {
     gates,
