@@ -250,7 +250,7 @@ export class ClusterNode {
     }
     sync.acking = true;
     this.sessions
-      .ack(f, seq)
+      .ackBatched(f, seq)
       .catch((e: unknown) => this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'ACK not stored'))
       .finally(() => {
         sync.acking = false;

@@ -178,6 +178,8 @@ export class RedisSessions {
   private readonly replayPage: number;
   /** reqBegin calls of this event-loop turn, sent together (reqBeginBatched). */
   private readonly begins: { f: Fence; seq: number; size: number; resolve: (v: ClusterVerdict) => void; reject: (e: unknown) => void }[] = [];
+  /** ACKs of this event-loop turn (ackBatched). */
+  private readonly acks: { f: Fence; seq: number; resolve: (v: AckResult) => void; reject: (e: unknown) => void }[] = [];
   /** reqFinish calls of this event-loop turn. */
   private readonly finishes: { f: Fence; seq: number; record: Buffer | string; onError: (e: unknown) => void }[] = [];
   /** The boot in progress, shared by every script that found no epoch meanwhile. */
@@ -306,6 +308,30 @@ export class RedisSessions {
     const r = await this.call('ack', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, seqArg(seq, 'seq')]);
     const st = status(r, 'ack', 'OK', 'FENCED', 'UNKNOWN');
     return st === 'OK' ? { kind: 'ok', forgottenUpTo: int(r[1]) } : lost(st, r);
+  }
+
+  /** `ack`, with the ACKs of one event-loop turn (any sessions) sent as one script call. */
+  ackBatched(f: Fence, seq: number): Promise<AckResult> {
+    return new Promise((resolve, reject) => {
+      this.acks.push({ f, seq: seqArg(seq, 'seq'), resolve, reject });
+      if (this.acks.length === 1) setImmediate(() => this.flushAcks());
+    });
+  }
+
+  private flushAcks(): void {
+    const batch = this.acks.splice(0);
+    if (batch.length === 0) return;
+    const args: ScriptArg[] = [epochKey(this.prefix), this.prefix, this.member];
+    for (const b of batch) args.push(b.f.playerId, b.f.sessionId, b.f.gen, b.seq);
+    this.call('ackMany', args).then(
+      (r) =>
+        batch.forEach((b, i) => {
+          const x = r[i] as unknown[];
+          const st = status(x, 'ack', 'OK', 'FENCED', 'UNKNOWN');
+          b.resolve(st === 'OK' ? { kind: 'ok', forgottenUpTo: int(x[1]) } : lost(st, x));
+        }),
+      (e: unknown) => batch.forEach((b) => b.reject(e)),
+    );
   }
 
   /** This member's link to the session went away: it stays, detached, storing pushes. Fenced. */

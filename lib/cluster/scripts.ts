@@ -357,13 +357,34 @@ return out
  * Fenced. The client holds everything up to seq (taken as at most the newest push): forget it.
  * Returns {'OK', fgt}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
-const ACK = `${PRELUDE}
-local stop = enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
-if stop then return stop end
-local a = math.min(tonumber(ARGV[4]), num(redis.call('HGET', KEYS[1], 'seq')))
-local fgt = trimTo(KEYS[1], KEYS[2], a)
-if a > num(redis.call('HGET', KEYS[1], 'ack')) then redis.call('HSET', KEYS[1], 'ack', a) end
-return {'OK', fgt}
+const ACK_ONE = `
+local function ackOne(s, q, epochKey, sid, me, gen, seq)
+  local stop = enter(s, q, epochKey, sid, me, gen)
+  if stop then return stop end
+  local a = math.min(tonumber(seq), num(redis.call('HGET', s, 'seq')))
+  local fgt = trimTo(s, q, a)
+  if a > num(redis.call('HGET', s, 'ack')) then redis.call('HSET', s, 'ack', a) end
+  return {'OK', fgt}
+end
+`;
+
+const ACK = `${PRELUDE}${ACK_ONE}
+return ackOne(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+`;
+
+/**
+ * ackMany. KEYS: epoch. ARGV: prefix, me, then per ACK: pid, sid, gen, seq.
+ * ack for each (the ACKs of one event-loop turn, any sessions). Returns one reply per ACK.
+ */
+const ACK_MANY = `${PRELUDE}${ACK_ONE}
+if not redis.call('GET', KEYS[1]) then return redis.error_reply(NOEPOCH) end
+local prefix, me = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 4 do
+  local pid = ARGV[i]
+  out[#out + 1] = ackOne(prefix .. '${KEY_TAGS.meta}' .. pid, prefix .. '${KEY_TAGS.pushes}' .. pid, KEYS[1], ARGV[i + 1], me, ARGV[i + 2], ARGV[i + 3])
+end
+return out
 `;
 
 /**
@@ -639,6 +660,7 @@ export const SCRIPTS = {
   push: { numberOfKeys: 4, lua: PUSH },
   pushMany: { numberOfKeys: 1, lua: PUSH_MANY },
   ack: { numberOfKeys: 3, lua: ACK },
+  ackMany: { numberOfKeys: 1, lua: ACK_MANY },
   detach: { numberOfKeys: 3, lua: DETACH },
   end: { numberOfKeys: 3, lua: END },
   range: { numberOfKeys: 3, lua: RANGE },

@@ -5,6 +5,7 @@
 // the same window), and Redis memory per idle logged-in session (used_memory before and after).
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
+import { GateClient, tcpTransport } from '../../client/node.js';
 import { connectMany, median, sleep, spawnGate, type Child, type GateChild, type SpawnOptions } from './common.js';
 import { runPush, type PushResult } from './push.js';
 import { startRedis, type RedisServer } from './redisServer.js';
@@ -34,7 +35,40 @@ export interface ClusterFigure {
   readonly pass: boolean;
 }
 
-const TICK_US = 1_000_000 / 100; // USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s
+const TICK_US = 1_000_000 / 100;
+/** Resume figure: pushes waiting, and how many resumes give the percentiles. */
+const RESUME_PENDING = 100;
+const RESUME_SAMPLES = 50;
+
+/**
+ * One sample: a player logs in on gate A and drops its link; 100 pushes are stored for it; it
+ * resumes on gate B. Returns the ms from dialling B to the 100th push.
+ */
+async function resumeElsewhere(a: GateChild, b: GateChild, player: string): Promise<number> {
+  const first = new GateClient({ transport: tcpTransport(a.tcp), token: player, reconnect: false });
+  const w = await first.connect();
+  first.dropLink(); // a lost network: the session detaches on A
+  const api = `http://${a.api.host}:${a.api.port}`;
+  for (let t = 0; ; t++) {
+    const r = (await (await fetch(`${api}/v1/players/${player}`)).json()) as { state?: string };
+    if (r.state === 'detached') break;
+    if (t > 500) throw new Error(`${player} never detached`);
+    await sleep(10);
+  }
+  const messages = Array.from({ length: RESUME_PENDING }, (_, n) => ({ playerId: player, route: 1, data: { n } }));
+  const res = await fetch(`${api}/v1/push/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+  if (res.status !== 200) throw new Error(`push batch answered ${res.status}`);
+  const t0 = performance.now();
+  const second = new GateClient({ transport: tcpTransport(b.tcp), token: player, reconnect: false, resume: { sessionId: w.sessionId, resumeToken: w.resumeToken, lastSeq: 0 } });
+  let got = 0;
+  const all = new Promise<void>((resolve) => second.pushes$.subscribe(() => ++got === RESUME_PENDING && resolve()));
+  const w2 = await second.connect();
+  if (!w2.resumed) throw new Error(`${player}: the resume on the other gate started a fresh session`);
+  await all;
+  const ms = performance.now() - t0;
+  await second.close();
+  return ms;
+} // USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s
 
 /** CPU time of a process so far, µs (utime + stime). */
 function cpuUs(pid: number | undefined): number {
@@ -144,7 +178,26 @@ export async function runClusterSuite(o: ClusterSuiteOptions): Promise<{ figures
     const lostOrDup = [...push.single, ...push.cluster].filter((x) => x.r.verify && x.r.verify.lost + x.r.verify.duplicates + x.r.verify.outOfOrder > 0).length;
     raw.pushVerifyFailures = lostOrDup;
 
-    // (3) Redis memory per idle logged-in session.
+    // (3) Resume on another gate with 100 pushes pending: HELLO → the 100th push replayed.
+    say(`cluster section: resume on another gate with ${RESUME_PENDING} pushes pending (${RESUME_SAMPLES} resumes)…`);
+    const prefix = `bench${++prefixes}:`;
+    const spawnMember = async (): Promise<GateChild> => {
+      const m = await spawnGate(o.backendUrl, { ...o.server, extra: ['--redis', redisServer.url, '--redis-prefix', prefix] });
+      children.push(m);
+      return m;
+    };
+    const [ga, gb] = [await spawnMember(), await spawnMember()];
+    const resumeMs: number[] = [];
+    for (let i = 0; i < RESUME_SAMPLES; i++) resumeMs.push(await resumeElsewhere(ga, gb, `resume-${i}`));
+    await ga.stop();
+    await gb.stop();
+    raw.resume = resumeMs;
+    const sorted = [...resumeMs].sort((a, b) => a - b);
+    const pct = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    figures.push({ figure: `resume on another gate with ${RESUME_PENDING} pushes pending, HELLO to the last push, p50 ms`, unit: 'ms', single: NaN, cluster: pct(0.5), target: '(info)', pass: true });
+    figures.push({ figure: `  p99 ms (${RESUME_SAMPLES} resumes)`, unit: 'ms', single: NaN, cluster: pct(0.99), target: '(info)', pass: true });
+
+    // (4) Redis memory per idle logged-in session.
     say(`cluster section: Redis memory per idle session (${o.idleSessions} sessions)…`);
     const g = await gate(true);
     const before = await usedMemory(redis);

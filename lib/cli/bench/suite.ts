@@ -311,7 +311,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       for (const f of c.figures)
         rows.push({
           figure: `cluster (gate column) vs single node (baseline column): ${f.figure.trim()}`,
-          unit: f.unit === 'bytes' ? 'bytes' : 'n',
+          unit: f.unit === 'bytes' ? 'bytes' : f.unit === 'ms' ? 'ms' : 'n',
           gate: f.cluster,
           baseline: f.single,
           ratio: f.single > 0 ? round(f.cluster / f.single) : NaN,
@@ -351,7 +351,7 @@ export function suiteTable(r: SuiteResult): string {
     row.figure,
     fmtN(row, row.gate),
     fmtN(row, row.baseline),
-    row.target.startsWith('added') ? `+${row.ratio.toFixed(3)} ms` : row.unit === 'ms' && row.target === '(info)' ? `+${row.ratio.toFixed(3)} ms` : Number.isFinite(row.ratio) ? `${row.ratio.toFixed(2)}×` : '',
+    !Number.isFinite(row.ratio) ? '' : row.target.startsWith('added') ? `+${row.ratio.toFixed(3)} ms` : row.unit === 'ms' && row.target === '(info)' ? `+${row.ratio.toFixed(3)} ms` : `${row.ratio.toFixed(2)}×`,
     row.target,
     row.target === '(info)' ? '' : row.pass ? 'PASS' : 'FAIL',
   ]);
