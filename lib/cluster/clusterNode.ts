@@ -146,9 +146,10 @@ export class ClusterNode {
     this.subs.push(this.notices.subscribe((n) => this.apply(n)));
     const every = this.cfg.probeEveryMs ?? PROBE_EVERY_MS;
     this.subs.push(interval(every).subscribe(() => this.probe()));
-    await this.beat();
+    // The predecessor's sessions first: once this member shows in /v1/gates they are taken over.
     const predecessor = this.cfg.reapAtStart;
     if (predecessor) await this.reap(predecessor, 0).catch((e: unknown) => this.log.warn({ dead: predecessor, err: (e as Error).message }, 'reap of the predecessor failed; the beats catch it'));
+    await this.beat();
     // exhaustMap: a slow Redis never stacks beats, sweeps or flushes up.
     this.subs.push(interval(this.beatMs).pipe(exhaustMap(() => this.beat())).subscribe());
     this.subs.push(interval(this.touchEveryMs).pipe(exhaustMap(() => this.sweep())).subscribe());
