@@ -39,7 +39,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
       ? deps.cluster
       : cfg.redis !== null
         ? new (await import('./cluster/clusterNode.js')).ClusterNode(
-            { url: cfg.redis, prefix: cfg.redisPrefix, reapAtStart: process.env[REAP_ENV] ?? null, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes, idleTimeoutMs: cfg.idleTimeoutMs },
+            { url: cfg.redis, prefix: cfg.redisPrefix, reapAtStart: process.env[REAP_ENV] ?? null, member: `${cfg.gateId}~${randomBytes(4).toString('hex')}`, bufferMax: cfg.bufferMax, bufferMaxBytes: cfg.bufferMaxBytes, requestWindowBytes: cfg.requestWindowBytes, idleTimeoutMs: cfg.idleTimeoutMs },
             logger.child({ gateId: cfg.gateId }),
           )
         : null;

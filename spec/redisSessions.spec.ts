@@ -11,6 +11,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
 import { FIELDS, TOMBSTONE_MS, epochKey, runIdKey, sessionIdKey, sessionKeys } from '../lib/cluster/keys.js';
 import { RedisSessions, type Fence, type RedisSessionsConfig, type ResumeResult } from '../lib/cluster/redisSessions.js';
+import { FrameType, type Frame } from '../lib/frame.js';
 import type { KeptPush } from '../lib/session/pushBuffer.js';
 import { startRedis, type RedisServer } from './helpers/redisServer.js';
 import { waitFor } from './helpers/wait.js';
@@ -273,6 +274,23 @@ describe('RedisSessions', () => {
     assert.equal(none.kind === 'ok' && none.pushes.length, 0);
     const all = resumed(await a.resume({ sessionId: fence.sessionId, resumeToken: token, lastSeq: 2 }, 100));
     assert.deepEqual([seqs(all.replay), all.more], [[3, 4, 5, 6, 7, 8, 9, 10], false]);
+  });
+
+  it('should keep the request window under --request-window-bytes: the oldest answers leave first, and their seqs are then stale', async () => {
+    const c = cluster({ requestWindowBytes: 250 });
+    const { fence } = await login(c.a, 'w');
+    const answer = (seq: number): Frame => ({ type: FrameType.RESPONSE, flags: 0, route: 1, seq, body: Buffer.alloc(100, seq) });
+    for (const seq of [1, 2, 3]) {
+      assert.deepEqual(await c.a.reqBegin(fence, seq, 128), { kind: 'new' });
+      assert.equal(await c.a.reqFinish(fence, seq, answer(seq)), true);
+    }
+    // Three answers of 104 stored bytes are over 250: seq 1 left, seqs 2 and 3 are kept.
+    assert.deepEqual(await c.a.reqBegin(fence, 1, 128), { kind: 'stale' });
+    const two = await c.a.reqBegin(fence, 2, 128);
+    assert.equal(two.kind, 'done');
+    assert.deepEqual(two.kind === 'done' ? two.answer.body : null, answer(2).body);
+    assert.equal((await c.a.reqBegin(fence, 3, 128)).kind, 'done');
+    assert.equal(Number(await ra.hget(`${c.prefix}s:w`, 'wb')), 208, 'bytes kept: two answers');
   });
 
   it('should store a batch in one call exactly as one push after another, with one notice per owner', async () => {

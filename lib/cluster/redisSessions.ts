@@ -51,6 +51,8 @@ export interface RedisSessionsConfig {
   pushIdsMax?: number;
   /** Kept pushes a resume returns at most; the rest come by `range`. Default 256. */
   replayPage?: number;
+  /** `--request-window-bytes`: answer bytes kept per session's request window; past it the oldest seqs leave. Default Infinity. */
+  requestWindowBytes?: number;
 }
 
 /** What lets a member change a session: the session and the generation its login or resume got. */
@@ -176,6 +178,8 @@ export class RedisSessions {
   private readonly bufferMaxBytes: number;
   private readonly pushIdsMax: number;
   private readonly replayPage: number;
+  /** NO_BYTE_BOUND or --request-window-bytes. */
+  private readonly windowBytes: number;
   /** reqBegin calls of this event-loop turn, sent together (reqBeginBatched). */
   private readonly begins: { f: Fence; seq: number; size: number; resolve: (v: ClusterVerdict) => void; reject: (e: unknown) => void }[] = [];
   /** ACKs of this event-loop turn (ackBatched). */
@@ -205,6 +209,9 @@ export class RedisSessions {
     this.bufferMaxBytes = Number.isFinite(bufferMaxBytes) ? Math.floor(bufferMaxBytes) : NO_BYTE_BOUND;
     this.pushIdsMax = pushIdsMax;
     this.replayPage = replayPage;
+    const wb = config.requestWindowBytes ?? Infinity;
+    if (!(wb >= 0)) throw new TypeError('RedisSessions: requestWindowBytes must be >= 0');
+    this.windowBytes = Number.isFinite(wb) ? Math.floor(wb) : NO_BYTE_BOUND;
     defineScripts(redis);
   }
 
@@ -422,7 +429,7 @@ export class RedisSessions {
   private flushFinishes(): void {
     const batch = this.finishes.splice(0);
     if (batch.length === 0) return;
-    const args: ScriptArg[] = [this.prefix, this.member, NOTICE_INLINE_MAX];
+    const args: ScriptArg[] = [this.prefix, this.member, NOTICE_INLINE_MAX, this.windowBytes];
     for (const b of batch) args.push(b.f.playerId, b.f.sessionId, b.f.gen, b.seq, b.record);
     this.call('reqFinishMany', args).catch((e: unknown) => batch.forEach((b) => b.onError(e)));
   }
@@ -435,7 +442,7 @@ export class RedisSessions {
   async reqFinish(f: Fence, seq: number, answer: Frame | null): Promise<boolean> {
     const k = sessionKeys(this.prefix, f.playerId);
     const record = answer === null ? 'N' : encodeAnswer(answer);
-    const r = await this.call('reqFinish', [k.meta, k.window, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), record, this.prefix, f.playerId, NOTICE_INLINE_MAX]);
+    const r = await this.call('reqFinish', [k.meta, k.window, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), record, this.prefix, f.playerId, NOTICE_INLINE_MAX, this.windowBytes]);
     return status(r, 'reqFinish', 'OK', 'LOST') === 'OK';
   }
 

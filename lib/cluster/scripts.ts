@@ -156,6 +156,23 @@ end
 
 /** reqBegin's and reqFinish's steps, for one request (keys given or computed). */
 const REQ_ONE = `
+-- Drops the window's oldest seq: its answer's bytes leave wb, and a running record's count
+-- leaves its member's r: hash.
+local function evictOldest(s, w, wl, prefix, pid)
+  local old = redis.call('LPOP', wl)
+  local orec = redis.call('HGET', w, old)
+  redis.call('HDEL', w, old)
+  if not orec then return end
+  local k = string.sub(orec, 1, 1)
+  if k == 'D' then
+    local wb = num(redis.call('HGET', s, 'wb')) - #orec
+    redis.call('HSET', s, 'wb', wb > 0 and wb or 0)
+  elseif k == 'R' then
+    local who = string.match(orec, ':(.*)$')
+    if redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. who, pid, -1) <= 0 then redis.call('HDEL', prefix .. '${KEY_TAGS.running}' .. who, pid) end
+  end
+end
+
 local function reqBeginOne(s, q, epochKey, w, wl, sid, me, gen, seq, size, prefix, pid)
   local stop = enter(s, q, epochKey, sid, me, gen)
   if stop then
@@ -179,23 +196,28 @@ local function reqBeginOne(s, q, epochKey, w, wl, sid, me, gen, seq, size, prefi
   redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. me, pid, 1)
   local n = redis.call('RPUSH', wl, seq)
   while n > size do
-    local old = redis.call('LPOP', wl)
-    local orec = redis.call('HGET', w, old)
-    redis.call('HDEL', w, old)
-    if orec and string.sub(orec, 1, 1) == 'R' then
-      local who = string.match(orec, ':(.*)$')
-      if redis.call('HINCRBY', prefix .. '${KEY_TAGS.running}' .. who, pid, -1) <= 0 then redis.call('HDEL', prefix .. '${KEY_TAGS.running}' .. who, pid) end
-    end
+    evictOldest(s, w, wl, prefix, pid)
     n = n - 1
   end
   return {'NEW'}
 end
 
-local function reqFinishOne(s, w, sid, me, gen, seq, record, prefix, pid, inlineMax)
+local function reqFinishOne(s, w, sid, me, gen, seq, record, prefix, pid, inlineMax, maxBytes)
   local runningKey = prefix .. '${KEY_TAGS.running}' .. me
   if redis.call('HINCRBY', runningKey, pid, -1) <= 0 then redis.call('HDEL', runningKey, pid) end
   if redis.call('HGET', w, seq) ~= 'R' .. gen .. ':' .. me then return {'LOST'} end
   redis.call('HSET', w, seq, record)
+  if record ~= 'N' then
+    -- --request-window-bytes: the oldest seqs leave early while the answers kept are over it.
+    local wb = redis.call('HINCRBY', s, 'wb', #record)
+    if maxBytes >= 0 then
+      local wl = prefix .. '${KEY_TAGS.windowOrder}' .. pid
+      while wb > maxBytes and redis.call('LLEN', wl) > 1 do
+        evictOldest(s, w, wl, prefix, pid)
+        wb = num(redis.call('HGET', s, 'wb'))
+      end
+    end
+  end
   local m = redis.call('HMGET', s, 'sid', 'own', 'gen')
   if record ~= 'N' and m[1] == sid and m[2] and m[2] ~= '' and (m[2] ~= me or m[3] ~= gen) then
     local inline = #record <= inlineMax and record or ''
@@ -592,26 +614,26 @@ return out
 
 /**
  * reqFinish. KEYS: s, w. ARGV: sid, runMember, runGen, seq, record ('D' ‖ type u8 ‖ route u16 ‖ body,
- * or 'N': refused before it ran), prefix, pid, inlineMax.
+ * or 'N': refused before it ran), prefix, pid, inlineMax, windowBytes (-1 = none: --request-window-bytes).
  * Fenced on the record, not on the session: the outcome of a call that ran is a fact, stored even
  * after the session moved. If it moved (another member, or a newer generation here), its holder
  * is told `A <sid> <seq>\n` ‖ record (empty past inlineMax: it reads it by re-sending).
  * Returns {'OK'} or {'LOST'} (no such record: the session ended, or the window moved on).
  */
 const REQ_FINISH = `${PRELUDE}${REQ_ONE}
-return reqFinishOne(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]))
+return reqFinishOne(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
 `;
 
 /**
- * reqFinishMany. KEYS: none. ARGV: prefix, me, inlineMax, then per outcome: pid, sid, runGen, seq, record.
+ * reqFinishMany. KEYS: none. ARGV: prefix, me, inlineMax, windowBytes (-1 = none), then per outcome: pid, sid, runGen, seq, record.
  * reqFinish for each (the outcomes of one event-loop turn). Returns one reply per outcome.
  */
 const REQ_FINISH_MANY = `${PRELUDE}${REQ_ONE}
-local prefix, me, inlineMax = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, me, inlineMax, maxBytes = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-for i = 4, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   local pid = ARGV[i]
-  out[#out + 1] = reqFinishOne(prefix .. '${KEY_TAGS.meta}' .. pid, prefix .. '${KEY_TAGS.window}' .. pid, ARGV[i + 1], me, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], prefix, pid, inlineMax)
+  out[#out + 1] = reqFinishOne(prefix .. '${KEY_TAGS.meta}' .. pid, prefix .. '${KEY_TAGS.window}' .. pid, ARGV[i + 1], me, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], prefix, pid, inlineMax, maxBytes)
 end
 return out
 `;
