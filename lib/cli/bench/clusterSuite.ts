@@ -19,6 +19,8 @@ export interface ClusterSuiteOptions {
   readonly requestInflight: number;
   readonly pushClients: number;
   readonly pushBatch: number;
+  /** Clients of the fan-out figure (spread over two gates in cluster mode). */
+  readonly fanoutClients: number;
   readonly idleSessions: number;
   readonly server: SpawnOptions;
   readonly backendUrl: string;
@@ -178,7 +180,39 @@ export async function runClusterSuite(o: ClusterSuiteOptions): Promise<{ figures
     const lostOrDup = [...push.single, ...push.cluster].filter((x) => x.r.verify && x.r.verify.lost + x.r.verify.duplicates + x.r.verify.outOfOrder > 0).length;
     raw.pushVerifyFailures = lostOrDup;
 
-    // (3) Resume on another gate with 100 pushes pending: HELLO → the 100th push replayed.
+    // (3) Fan-out to clients spread over two gates, pushes POSTed to the first: gate CPU (both
+    // gates) per delivered push, against all of them on one single-node gate.
+    const fan: Record<'single' | 'cluster', { r: PushResult; cpuUs: number }[]> = { single: [], cluster: [] };
+    for (let i = 0; i < o.runs; i++) {
+      for (const mode of ['single', 'cluster'] as const) {
+        say(`cluster section: fan-out ${i + 1}/${o.runs}, ${mode} (${o.fanoutClients} clients${mode === 'cluster' ? ' over 2 gates' : ''})…`);
+        const fanPrefix = `bench${++prefixes}:`;
+        const spawnOne = async (): Promise<GateChild> => {
+          const g = await spawnGate(o.backendUrl, { ...o.server, extra: mode === 'cluster' ? ['--redis', redisServer.url, '--redis-prefix', fanPrefix] : [] });
+          children.push(g);
+          return g;
+        };
+        const g1 = await spawnOne();
+        const g2 = mode === 'cluster' ? await spawnOne() : null;
+        const s1 = sampler(g1.pid, null);
+        const s2 = sampler(g2?.pid, null);
+        const r = await runPush({
+          transport: 'tcp', at: g1.tcp, ...(g2 ? { alsoAt: g2.tcp } : {}), api: g1.api, apiKey: null, clients: o.fanoutClients, batch: o.pushBatch, via: 'batch', bodyBytes: 16, route: 1,
+          durationMs: o.durationMs, pushes: null, warmupMs: o.warmupMs, apiInflight: 4, verify: true, progress: o.progress, log: o.log, serverPid: g1.pid,
+          onMeasure: (e) => (s1.onMeasure(e), s2.onMeasure(e)),
+        });
+        const cpu = (await s1.result()).cpuUs + (g2 ? (await s2.result()).cpuUs : 0);
+        fan[mode].push({ r, cpuUs: cpu });
+        await g1.stop();
+        await g2?.stop();
+      }
+    }
+    raw.fanout = fan;
+    const perFan = (mode: 'single' | 'cluster'): number => median(fan[mode].map((x) => x.cpuUs / x.r.pushes));
+    figures.push({ figure: `fan-out to ${o.fanoutClients} TCP clients (cluster: over 2 gates), gate CPU per delivered push, µs`, unit: 'µs', single: perFan('single'), cluster: perFan('cluster'), target: 'cluster ≤ 2×', pass: perFan('cluster') / perFan('single') <= 2 });
+    figures.push({ figure: '  pushes/s', unit: 'pushes/s', single: median(fan.single.map((x) => x.r.rate)), cluster: median(fan.cluster.map((x) => x.r.rate)), target: '(info)', pass: true });
+
+    // (4) Resume on another gate with 100 pushes pending: HELLO → the 100th push replayed.
     say(`cluster section: resume on another gate with ${RESUME_PENDING} pushes pending (${RESUME_SAMPLES} resumes)…`);
     const prefix = `bench${++prefixes}:`;
     const spawnMember = async (): Promise<GateChild> => {
@@ -197,7 +231,7 @@ export async function runClusterSuite(o: ClusterSuiteOptions): Promise<{ figures
     figures.push({ figure: `resume on another gate with ${RESUME_PENDING} pushes pending, HELLO to the last push, p50 ms`, unit: 'ms', single: NaN, cluster: pct(0.5), target: '(info)', pass: true });
     figures.push({ figure: `  p99 ms (${RESUME_SAMPLES} resumes)`, unit: 'ms', single: NaN, cluster: pct(0.99), target: '(info)', pass: true });
 
-    // (4) Redis memory per idle logged-in session.
+    // (5) Redis memory per idle logged-in session.
     say(`cluster section: Redis memory per idle session (${o.idleSessions} sessions)…`);
     const g = await gate(true);
     const before = await usedMemory(redis);

@@ -11,6 +11,8 @@ import { connectMany, latencyOf, MeasuredPhase, progressLine, rssBytes, sleep, t
 export interface PushRunOptions {
   transport: Transport;
   at: HostPort;
+  /** Cluster fan-out: half of the clients connect here instead (another gate of the cluster). */
+  alsoAt?: HostPort;
   api: HostPort;
   apiKey: string | null;
   clients: number;
@@ -78,7 +80,11 @@ export async function runPush(o: PushRunOptions): Promise<PushResult> {
   const now = (): number => performance.now();
   const phase = new MeasuredPhase(o.onMeasure);
 
-  const clients = await connectMany(o.transport, o.at, o.clients);
+  const half = o.alsoAt ? Math.ceil(o.clients / 2) : o.clients;
+  const clients = [
+    ...(await connectMany(o.transport, o.at, half)),
+    ...(o.alsoAt ? await connectMany(o.transport, o.alsoAt, o.clients - half, 256, half) : []),
+  ];
   const states: PushClient[] = clients.map((c) => ({ c, last: 0, acked: 0, expected: 0 }));
   const onPush = (s: PushClient, f: Frame): void => {
     if (f.seq === s.last + 1) s.last = f.seq;

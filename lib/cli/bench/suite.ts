@@ -300,6 +300,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
         requestConnections: o.requestConnections,
         requestInflight: o.requestInflight,
         pushClients: Math.min(o.pushClients, 2_000),
+        fanoutClients: o.pushClients,
         pushBatch: o.pushBatch,
         idleSessions: Math.min(o.memoryClients, 2_000),
         server,
