@@ -518,12 +518,9 @@ export class Gate {
     }
     const old = this.store.byPlayer(res.playerId);
     const replaced = new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere');
-    if (old && fence !== null) {
-      // The login script ended it in Redis already: only the local part, and its event.
-      this.dropLocal(old, replaced);
-      this.emit('offline', old, 'replaced');
-    } else if (old) this.endSession(old, 'replaced', replaced);
-    else if (replacedElsewhere !== null) this.emit('offline', { playerId: res.playerId, sessionId: replacedElsewhere }, 'replaced');
+    // Cluster mode: the login script ended it in Redis already (and wrote its event): only the local part.
+    if (old && fence !== null) this.dropLocal(old, replaced);
+    else if (old) this.endSession(old, 'replaced', replaced);
     const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress: hello.compress, sessionId, resumeToken });
     s.fence = fence;
     this.store.add(s);
@@ -582,7 +579,6 @@ export class Gate {
     s.sentUpTo = res.upTo;
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
-    this.emit('resumed', s);
     this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
     c.attached(s);
     if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
@@ -710,17 +706,14 @@ export class Gate {
       this.emit('offline', s, reason);
       return;
     }
-    // Ended in Redis if this gate still holds it (fenced otherwise: it moved, and lives on).
-    this.cluster.sessions.end(f, reason as EndReason).then(
-      (r) => {
-        if (r.kind === 'ok') this.emit('offline', s, reason);
-      },
-      (e: unknown) => this.log.warn({ sessionId: s.sessionId, reason, err: (e as Error).message }, 'session end not stored (Redis away)'),
-    );
+    // Ended in Redis (with its event) if this gate still holds it; fenced otherwise: it moved, and lives on.
+    this.cluster.sessions
+      .end(f, reason as EndReason)
+      .catch((e: unknown) => this.log.warn({ sessionId: s.sessionId, reason, err: (e as Error).message }, 'session end not stored (Redis away)'));
   }
 
   /** Queues a backend event (single node; in cluster mode the scripts that made the change wrote it). */
-  private emit(type: BackendEvent['type'], s: { readonly playerId: string; readonly sessionId: string }, reason?: string): void {
+  private emit(type: BackendEvent['type'], s: Session, reason?: string): void {
     if (!this.events) return;
     const ev: BackendEvent =
       reason === undefined
@@ -892,7 +885,7 @@ export class Gate {
    * (rejects with GW_ERR_CLUSTER_UNAVAILABLE when Redis is away: never a receipt for a push not stored).
    */
   push(playerId: string, route: number, body: Buffer, id?: string): PushResult | null | Promise<PushResult | null> {
-    if (this.cluster) return this.pushToCluster(this.cluster, playerId, route, body, id);
+    if (this.cluster) return this.pushManyToCluster(this.cluster, [{ playerId, route, body, id }]).then((rs) => rs[0] ?? null);
     const s = this.store.byPlayer(playerId);
     return s ? this.pushTo(s, route, body, id) : null;
   }
@@ -930,16 +923,6 @@ export class Gate {
     const status = r.state === 'online' && (r.notified || r.duplicate) ? 'sent' : 'buffered';
     this.metrics.countPush(r.duplicate ? 'duplicate' : status).inc();
     return r.duplicate ? { seq: r.seq, status, duplicate: true } : { seq: r.seq, status };
-  }
-
-  private async pushToCluster(c: ClusterNode, playerId: string, route: number, body: Buffer, id?: string): Promise<PushResult | null> {
-    let r;
-    try {
-      r = await c.sessions.push(id === undefined ? { playerId, route, body } : { playerId, route, body, id });
-    } catch (e) {
-      throw clusterUnavailable(e);
-    }
-    return this.receipt(r);
   }
 
   /** Every player with a session, in pages: this gate's (single node) or the cluster's. */
@@ -1029,7 +1012,6 @@ export class Gate {
     if (r.kind !== 'ok') return false;
     const local = this.store.bySession(r.sessionId);
     if (local) this.dropLocal(local, new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
-    this.emit('offline', { playerId, sessionId: r.sessionId }, 'kicked');
     this.log.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
     return true;
   }
