@@ -11,7 +11,7 @@
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { Subject, exhaustMap, interval, type Observable, type Subscription } from 'rxjs';
+import { exhaustMap, interval, type Subscription } from 'rxjs';
 import { GatewayError } from '../errors.js';
 import type { KeptPush } from '../session/pushBuffer.js';
 import type { Session, SessionSync } from '../session/session.js';
@@ -79,7 +79,6 @@ export class ClusterNode {
   private readonly cmd: Redis;
   private readonly sub: Redis;
   private readonly channel: string;
-  private readonly notices = new Subject<Notice>();
   /** Notices for sessions whose login or resume script is on the way (the reply and the notice race). */
   private readonly waiting = new Map<string, Notice[] | 'overflow'>();
   private holder: SessionHolder | null = null;
@@ -143,7 +142,6 @@ export class ClusterNode {
     this.cmd.on('ready', () => void this.onCommandsBack());
     // A resubscribed subscriber missed what was published meanwhile: fill every held session.
     this.sub.on('ready', () => this.resyncAll('subscriber reconnected'));
-    this.subs.push(this.notices.subscribe((n) => this.apply(n)));
     const every = this.cfg.probeEveryMs ?? PROBE_EVERY_MS;
     this.subs.push(interval(every).subscribe(() => this.probe()));
     // The predecessor's sessions first: once this member shows in /v1/gates they are taken over.
@@ -215,11 +213,6 @@ export class ClusterNode {
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'idle sweep failed; next period retries');
     }
-  }
-
-  /** Notices as they come, for tests and metrics. */
-  get notices$(): Observable<Notice> {
-    return this.notices.asObservable();
   }
 
   /** Before a login or resume script for `sessionId`: its notices wait until `attached`. */
@@ -296,7 +289,7 @@ export class ClusterNode {
       this.log.warn({ notice: line.slice(0, 80) }, 'unknown notice ignored');
       return;
     }
-    this.notices.next(n);
+    if (!this.closing) this.apply(n);
   }
 
   private apply(n: Notice): void {
@@ -404,7 +397,6 @@ export class ClusterNode {
   async close(): Promise<void> {
     this.closing = true;
     for (const s of this.subs) s.unsubscribe();
-    this.notices.complete();
     await Promise.allSettled([this.cmd.quit(), this.sub.quit()]);
     this.cmd.disconnect();
     this.sub.disconnect();
