@@ -10,7 +10,7 @@
  * down as a single gate does in cluster mode (sessions detach, to resume on another member).
  */
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type AddressInfo } from 'node:net';
+import { freePort } from './freePort.js';
 import type { Logger } from 'pino';
 import type { GateConfig } from './config.js';
 
@@ -128,17 +128,6 @@ async function fixedPorts(cfg: GateConfig): Promise<string[]> {
     out.push(`--${flag}`, `${at.host.includes(':') ? `[${at.host}]` : at.host}:${port}`);
   }
   return out;
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** In a worker: the index the primary gave it, or null in a process that is no worker. */

@@ -9,7 +9,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from '../../freePort.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -27,18 +28,6 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Ends it (SIGTERM, then SIGKILL after a bound) and removes its dir. */
   stop(): Promise<void>;
-}
-
-/** A port the OS says is free now (closed again before redis-server binds it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** True when something on 127.0.0.1:`port` answers an inline PING with +PONG. */
