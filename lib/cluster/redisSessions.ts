@@ -283,14 +283,7 @@ export class RedisSessions {
    * bounds, deduped by `id` among the session's last `pushIdsMax` ids.
    */
   async push(p: { playerId: string; route: number; body: Buffer; id?: string }): Promise<PushResult> {
-    if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.push: route must be 0..${ROUTE_MAX}`);
-    if (p.id === '') throw new TypeError('RedisSessions.push: id must be non-empty when given');
-    const k = sessionKeys(this.prefix, p.playerId);
-    const r = await this.call('push', [
-      k.meta, k.pushes, k.pushIds, epochKey(this.prefix),
-      encodePush(p.route, p.body), p.id ?? '', this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, this.prefix, NOTICE_INLINE_MAX,
-    ]);
-    return pushReply(r);
+    return (await this.pushMany([p]))[0]!;
   }
 
   /**
@@ -301,8 +294,8 @@ export class RedisSessions {
     if (ps.length === 0) return [];
     const args: ScriptArg[] = [epochKey(this.prefix), this.prefix, this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, NOTICE_INLINE_MAX];
     for (const p of ps) {
-      if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.pushMany: route must be 0..${ROUTE_MAX}`);
-      if (p.id === '') throw new TypeError('RedisSessions.pushMany: id must be non-empty when given');
+      if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.push: route must be 0..${ROUTE_MAX}`);
+      if (p.id === '') throw new TypeError('RedisSessions.push: id must be non-empty when given');
       args.push(p.playerId, encodePush(p.route, p.body), p.id ?? '');
     }
     const r = await this.call('pushMany', args);

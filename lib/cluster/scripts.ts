@@ -322,31 +322,16 @@ return {'OK', pid, gen, gap and 1 or 0, seq, fgt, upTo, m[3] or '', num(m[4]), m
 `;
 
 /**
- * push. KEYS: s, q, i, epoch. ARGV: element (u16 route ‖ body), push id ('' = none), bufferMax,
- * bufferMaxBytes (-1 = no byte bound), pushIdsMax, prefix, inlineMax.
- * Not fenced: any member may push to any session. A push id seen among the player's last
- * pushIdsMax ids answers that push's seq as a duplicate and stores nothing. Otherwise seq + 1,
- * append, then drop the oldest while over the count bound or over the byte bound (always keeping
- * the newest), fgt following. An online session's owner gets the notice \`P <sid> <seq>\n\` ‖ element
- * (the element only when at most inlineMax bytes; else it reads it with range), in seq order:
- * one Redis, one channel.
- * Returns {'UNKNOWN'} (no session) or {'OK' | 'DUP', seq, owner, state, dropped, notified}.
- */
-const PUSH = `${PRELUDE}${PUSH_ONE}
-local epoch = redis.call('GET', KEYS[4])
-if not epoch then return redis.error_reply(NOEPOCH) end
-local r, notice, owner = pushOne(KEYS[1], KEYS[2], KEYS[3], epoch, ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7]))
-if notice then r[6] = notify(ARGV[6], owner, notice) end
-return r
-`;
-
-/**
- * pushMany. KEYS: epoch. ARGV: prefix, bufferMax, bufferMaxBytes, pushIdsMax, inlineMax, then
- * per push: playerId, element, push id ('' = none).
- * push's steps for each, in order, in one atomic call (a batch or a broadcast page is one round
- * trip). Each owner gets one notice for the whole batch: `B\n` then, per push, a u32 length and
- * that push's own `P` notice.
- * Returns one reply per push, as push's.
+ * pushMany. KEYS: epoch. ARGV: prefix, bufferMax, bufferMaxBytes (-1 = no byte bound),
+ * pushIdsMax, inlineMax, then per push: playerId, element (u16 route ‖ body), push id ('' = none).
+ * Every push, one or a batch of them (a broadcast page), in order, in one atomic call. Not fenced:
+ * any member may push to any session. A push id seen among the player's last pushIdsMax ids
+ * answers that push's seq as a duplicate and stores nothing. Otherwise seq + 1, append, then drop
+ * the oldest while over the count bound or over the byte bound (always keeping the newest), fgt
+ * following. Each online session's owner gets one notice for the call: `B\n` then, per push, a
+ * u32 length and `P <sid> <seq>\n` ‖ element (the element only when at most inlineMax bytes;
+ * else it reads it with range), in seq order: one Redis, one channel.
+ * Returns per push {'UNKNOWN'} (no session) or {'OK' | 'DUP', seq, owner, state, dropped, notified}.
  */
 const PUSH_MANY = `${PRELUDE}${PUSH_ONE}
 local epoch = redis.call('GET', KEYS[1])
@@ -679,7 +664,6 @@ export const SCRIPTS = {
   boot: { numberOfKeys: 2, lua: BOOT },
   login: { numberOfKeys: 5, lua: LOGIN },
   resume: { numberOfKeys: 2, lua: RESUME },
-  push: { numberOfKeys: 4, lua: PUSH },
   pushMany: { numberOfKeys: 1, lua: PUSH_MANY },
   ack: { numberOfKeys: 3, lua: ACK },
   ackMany: { numberOfKeys: 1, lua: ACK_MANY },
