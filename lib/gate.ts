@@ -449,7 +449,7 @@ export class Gate {
     const fence = s.fence;
     if (this.cluster && fence !== null && f.seq !== 0) {
       // Asked now, in arrival order on one Redis connection; the job waits for it in the pool.
-      const admission = this.cluster.sessions.reqBeginBatched(fence, f.seq, this.cfg.requestWindow).catch((e: unknown) => {
+      const admission = this.cluster.sessions.reqBegin(fence, f.seq, this.cfg.requestWindow).catch((e: unknown) => {
         this.log.warn({ sessionId: s.sessionId, seq: f.seq, err: (e as Error).message }, 'cluster request window unavailable; the local window decides');
         return null;
       });

@@ -244,7 +244,7 @@ export class ClusterNode {
     }
     sync.acking = true;
     this.sessions
-      .ackBatched(f, seq)
+      .ack(f, seq)
       .catch((e: unknown) => this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'ACK not stored'))
       .finally(() => {
         sync.acking = false;

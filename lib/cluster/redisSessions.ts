@@ -180,9 +180,9 @@ export class RedisSessions {
   private readonly replayPage: number;
   /** NO_BYTE_BOUND or --request-window-bytes. */
   private readonly windowBytes: number;
-  /** reqBegin calls of this event-loop turn, sent together (reqBeginBatched). */
+  /** reqBegin calls of this event-loop turn, sent together. */
   private readonly begins: { f: Fence; seq: number; size: number; resolve: (v: ClusterVerdict) => void; reject: (e: unknown) => void }[] = [];
-  /** ACKs of this event-loop turn (ackBatched). */
+  /** ACKs of this event-loop turn (ack). */
   private readonly acks: { f: Fence; seq: number; resolve: (v: AckResult) => void; reject: (e: unknown) => void }[] = [];
   /** reqFinish calls of this event-loop turn. */
   private readonly finishes: { f: Fence; seq: number; record: Buffer | string; onError: (e: unknown) => void }[] = [];
@@ -302,16 +302,11 @@ export class RedisSessions {
     return r.map((x) => pushReply(x as unknown[]));
   }
 
-  /** The client holds every push up to `seq` (at most the newest): forget them. Fenced. */
-  async ack(f: Fence, seq: number): Promise<AckResult> {
-    const k = sessionKeys(this.prefix, f.playerId);
-    const r = await this.call('ack', [k.meta, k.pushes, epochKey(this.prefix), f.sessionId, this.member, f.gen, seqArg(seq, 'seq')]);
-    const st = status(r, 'ack', 'OK', 'FENCED', 'UNKNOWN');
-    return st === 'OK' ? { kind: 'ok', forgottenUpTo: int(r[1]) } : lost(st, r);
-  }
-
-  /** `ack`, with the ACKs of one event-loop turn (any sessions) sent as one script call. */
-  ackBatched(f: Fence, seq: number): Promise<AckResult> {
+  /**
+   * The client holds every push up to `seq` (at most the newest): forget them. Fenced. The ACKs
+   * of one event-loop turn (any sessions) go as one script call.
+   */
+  ack(f: Fence, seq: number): Promise<AckResult> {
     return new Promise((resolve, reject) => {
       this.acks.push({ f, seq: seqArg(seq, 'seq'), resolve, reject });
       if (this.acks.length === 1) setImmediate(() => this.flushAcks());
@@ -371,23 +366,11 @@ export class RedisSessions {
   /**
    * Before REQUEST `seq` runs upstream: the cluster-wide window's verdict. `new` records it as
    * running here, so a client that moves and re-sends it never runs it twice.
+   * Every call of one event-loop turn goes as one script call (a gate under load admits many
+   * REQUESTs per turn: one round trip and one command for all of them); results come back per
+   * call, in call order.
    */
-  async reqBegin(f: Fence, seq: number, windowSize: number): Promise<ClusterVerdict> {
-    const k = sessionKeys(this.prefix, f.playerId);
-    const r = await this.call(
-      'reqBegin',
-      [k.meta, k.pushes, epochKey(this.prefix), k.window, k.windowOrder, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), windowSize, this.prefix, f.playerId],
-      true,
-    );
-    return verdict(r, seq);
-  }
-
-  /**
-   * `reqBegin`, with every call of one event-loop turn sent as one script call (a gate under load
-   * admits many REQUESTs per turn: one round trip and one command for all of them). Results come
-   * back per call, in call order.
-   */
-  reqBeginBatched(f: Fence, seq: number, windowSize: number): Promise<ClusterVerdict> {
+  reqBegin(f: Fence, seq: number, windowSize: number): Promise<ClusterVerdict> {
     return new Promise((resolve, reject) => {
       this.begins.push({ f, seq: seqArg(seq, 'seq'), size: windowSize, resolve, reject });
       if (this.begins.length === 1) setImmediate(() => this.flushBegins());

@@ -360,9 +360,8 @@ return out
 `;
 
 /**
- * ack. KEYS: s, q, epoch. ARGV: sid, me, gen, seq.
- * Fenced. The client holds everything up to seq (taken as at most the newest push): forget it.
- * Returns {'OK', fgt}, {'FENCED', owner, gen} or {'UNKNOWN'}.
+ * One ACK, fenced: the client holds everything up to seq (taken as at most the newest push):
+ * forget it. Returns {'OK', fgt}, {'FENCED', owner, gen} or {'UNKNOWN'}.
  */
 const ACK_ONE = `
 local function ackOne(s, q, epochKey, sid, me, gen, seq)
@@ -375,13 +374,9 @@ local function ackOne(s, q, epochKey, sid, me, gen, seq)
 end
 `;
 
-const ACK = `${PRELUDE}${ACK_ONE}
-return ackOne(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-`;
-
 /**
  * ackMany. KEYS: epoch. ARGV: prefix, me, then per ACK: pid, sid, gen, seq.
- * ack for each (the ACKs of one event-loop turn, any sessions). Returns one reply per ACK.
+ * ackOne for each (the ACKs of one event-loop turn, any sessions, or just one). Returns one reply per ACK.
  */
 const ACK_MANY = `${PRELUDE}${ACK_ONE}
 if not redis.call('GET', KEYS[1]) then return redis.error_reply(NOEPOCH) end
@@ -569,21 +564,13 @@ return out
 `;
 
 /**
- * reqBegin. KEYS: s, q, epoch, w, wl. ARGV: sid, me, gen, seq, windowSize, prefix, pid.
- * Fenced. Before a REQUEST seq runs upstream, cluster-wide: the first sight of it records it as
- * running here (R<gen>:<me>), so a client that moves and re-sends it never runs it twice.
- * Returns {'NEW'}, {'RUNNING'} (its answer comes as an A notice), {'DONE', record},
- * {'UNKNOWN'} (the gate running it died), {'STALE'}, or FENCED/UNKNOWN-session as every fenced script
- * (the latter as {'GONE'}).
- */
-const REQ_BEGIN = `${PRELUDE}${REQ_ONE}
-return reqBeginOne(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7])
-`;
-
-/**
  * reqBeginMany. KEYS: epoch. ARGV: prefix, me, windowSize, then per request: pid, sid, gen, seq.
- * reqBegin for each, in order, in one call (the REQUESTs of one event-loop turn, any sessions).
- * Returns one reply per request, as reqBegin's.
+ * Fenced, per request. Before a REQUEST seq runs upstream, cluster-wide: the first sight of it
+ * records it as running here (R<gen>:<me>), so a client that moves and re-sends it never runs it
+ * twice. The REQUESTs of one event-loop turn (any sessions) go in one call, in order.
+ * Returns per request {'NEW'}, {'RUNNING'} (its answer comes as an A notice), {'DONE', record},
+ * {'UNKNOWN'} (the gate running it died), {'STALE'}, {'FENCED', owner, gen}, or {'GONE'} (no
+ * such session).
  */
 const REQ_BEGIN_MANY = `${PRELUDE}${REQ_ONE}
 if not redis.call('GET', KEYS[1]) then return redis.error_reply(NOEPOCH) end
@@ -665,7 +652,6 @@ export const SCRIPTS = {
   login: { numberOfKeys: 5, lua: LOGIN },
   resume: { numberOfKeys: 2, lua: RESUME },
   pushMany: { numberOfKeys: 1, lua: PUSH_MANY },
-  ack: { numberOfKeys: 3, lua: ACK },
   ackMany: { numberOfKeys: 1, lua: ACK_MANY },
   detach: { numberOfKeys: 3, lua: DETACH },
   end: { numberOfKeys: 3, lua: END },
@@ -675,7 +661,6 @@ export const SCRIPTS = {
   beat: { numberOfKeys: 3, lua: BEAT },
   rejoin: { numberOfKeys: 1, lua: REJOIN },
   reapPage: { numberOfKeys: 3, lua: REAP_PAGE },
-  reqBegin: { numberOfKeys: 5, lua: REQ_BEGIN },
   reqFinish: { numberOfKeys: 2, lua: REQ_FINISH },
   reqBeginMany: { numberOfKeys: 1, lua: REQ_BEGIN_MANY },
   reqFinishMany: { numberOfKeys: 0, lua: REQ_FINISH_MANY },
