@@ -833,9 +833,9 @@ export class Gate {
     if (s.conn) this.sendAnswer(s, s.conn, answer);
     // Stored for the cluster after the answer went out (off the latency path).
     if (a.ran && this.cluster)
-      this.cluster.sessions.reqFinishBatched(a.ran, job.seq, answer, (e: unknown) =>
-        this.log.warn({ sessionId: s.sessionId, seq: job.seq, err: (e as Error).message }, 'request outcome not stored in Redis: a re-send after a move may run it again'),
-      );
+      this.cluster.sessions
+        .reqFinish(a.ran, job.seq, answer)
+        .catch((e: unknown) => this.log.warn({ sessionId: s.sessionId, seq: job.seq, err: (e as Error).message }, 'request outcome not stored in Redis: a re-send after a move may run it again'));
   }
 
   /** A job refused before it ran (OVERLOADED): if the cluster window recorded it as running here, it did not run. */

@@ -185,7 +185,7 @@ export class RedisSessions {
   /** ACKs of this event-loop turn (ack). */
   private readonly acks: { f: Fence; seq: number; resolve: (v: AckResult) => void; reject: (e: unknown) => void }[] = [];
   /** reqFinish calls of this event-loop turn. */
-  private readonly finishes: { f: Fence; seq: number; record: Buffer | string; onError: (e: unknown) => void }[] = [];
+  private readonly finishes: { f: Fence; seq: number; record: Buffer | string; resolve: (stored: boolean) => void; reject: (e: unknown) => void }[] = [];
   /** The boot in progress, shared by every script that found no epoch meanwhile. */
   private booting: Promise<{ epoch: string; changed: boolean }> | null = null;
 
@@ -396,10 +396,17 @@ export class RedisSessions {
     );
   }
 
-  /** `reqFinish` for the outcomes of one event-loop turn in one script call (fire and forget: errors are logged by `onError`). */
-  reqFinishBatched(f: Fence, seq: number, answer: Frame | null, onError: (e: unknown) => void): void {
-    this.finishes.push({ f, seq: seqArg(seq, 'seq'), record: answer === null ? 'N' : encodeAnswer(answer), onError });
-    if (this.finishes.length === 1) setImmediate(() => this.flushFinishes());
+  /**
+   * The outcome of REQUEST `seq`, run here under fence `f` (as at its reqBegin): stored even if the
+   * session moved since, whose new holder is then told. `answer` null: refused before it ran
+   * (OVERLOADED), so a re-send runs it. Resolves false when the record is gone (session ended).
+   * The outcomes of one event-loop turn go as one script call.
+   */
+  reqFinish(f: Fence, seq: number, answer: Frame | null): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.finishes.push({ f, seq: seqArg(seq, 'seq'), record: answer === null ? 'N' : encodeAnswer(answer), resolve, reject });
+      if (this.finishes.length === 1) setImmediate(() => this.flushFinishes());
+    });
   }
 
   private flushFinishes(): void {
@@ -407,19 +414,10 @@ export class RedisSessions {
     if (batch.length === 0) return;
     const args: ScriptArg[] = [this.prefix, this.member, NOTICE_INLINE_MAX, this.windowBytes];
     for (const b of batch) args.push(b.f.playerId, b.f.sessionId, b.f.gen, b.seq, b.record);
-    this.call('reqFinishMany', args).catch((e: unknown) => batch.forEach((b) => b.onError(e)));
-  }
-
-  /**
-   * The outcome of REQUEST `seq`, run here under fence `f` (as at its reqBegin): stored even if the
-   * session moved since, whose new holder is then told. `answer` null: refused before it ran
-   * (OVERLOADED), so a re-send runs it. Returns false when the record is gone (session ended).
-   */
-  async reqFinish(f: Fence, seq: number, answer: Frame | null): Promise<boolean> {
-    const k = sessionKeys(this.prefix, f.playerId);
-    const record = answer === null ? 'N' : encodeAnswer(answer);
-    const r = await this.call('reqFinish', [k.meta, k.window, f.sessionId, this.member, f.gen, seqArg(seq, 'seq'), record, this.prefix, f.playerId, NOTICE_INLINE_MAX, this.windowBytes]);
-    return status(r, 'reqFinish', 'OK', 'LOST') === 'OK';
+    this.call('reqFinishMany', args).then(
+      (r) => batch.forEach((b, i) => b.resolve(status(r[i] as unknown[], 'reqFinish', 'OK', 'LOST') === 'OK')),
+      (e: unknown) => batch.forEach((b) => b.reject(e)),
+    );
   }
 
   /**

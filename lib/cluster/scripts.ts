@@ -585,20 +585,13 @@ return out
 `;
 
 /**
- * reqFinish. KEYS: s, w. ARGV: sid, runMember, runGen, seq, record ('D' ‖ type u8 ‖ route u16 ‖ body,
- * or 'N': refused before it ran), prefix, pid, inlineMax, windowBytes (-1 = none: --request-window-bytes).
+ * reqFinishMany. KEYS: none. ARGV: prefix, me, inlineMax, windowBytes (-1 = none: --request-window-bytes),
+ * then per outcome: pid, sid, runGen, seq, record ('D' ‖ type u8 ‖ route u16 ‖ body, or 'N':
+ * refused before it ran). The outcomes of one event-loop turn, in one call.
  * Fenced on the record, not on the session: the outcome of a call that ran is a fact, stored even
  * after the session moved. If it moved (another member, or a newer generation here), its holder
  * is told `A <sid> <seq>\n` ‖ record (empty past inlineMax: it reads it by re-sending).
- * Returns {'OK'} or {'LOST'} (no such record: the session ended, or the window moved on).
- */
-const REQ_FINISH = `${PRELUDE}${REQ_ONE}
-return reqFinishOne(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
-`;
-
-/**
- * reqFinishMany. KEYS: none. ARGV: prefix, me, inlineMax, windowBytes (-1 = none), then per outcome: pid, sid, runGen, seq, record.
- * reqFinish for each (the outcomes of one event-loop turn). Returns one reply per outcome.
+ * Returns per outcome {'OK'} or {'LOST'} (no such record: the session ended, or the window moved on).
  */
 const REQ_FINISH_MANY = `${PRELUDE}${REQ_ONE}
 local prefix, me, inlineMax, maxBytes = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -661,7 +654,6 @@ export const SCRIPTS = {
   beat: { numberOfKeys: 3, lua: BEAT },
   rejoin: { numberOfKeys: 1, lua: REJOIN },
   reapPage: { numberOfKeys: 3, lua: REAP_PAGE },
-  reqFinish: { numberOfKeys: 2, lua: REQ_FINISH },
   reqBeginMany: { numberOfKeys: 1, lua: REQ_BEGIN_MANY },
   reqFinishMany: { numberOfKeys: 0, lua: REQ_FINISH_MANY },
   evTake: { numberOfKeys: 2, lua: EV_TAKE },
