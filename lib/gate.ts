@@ -689,11 +689,6 @@ export class Gate {
       const st = this.stats();
       return { gateId: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, tcp: this.addresses.tcp ?? '', ws: this.addresses.ws ?? '', api: this.addresses.api ?? '', connections: st.connections, sessions: st.sessions, online: st.online, detached: st.detached };
     },
-    event: (type, s) => {
-      // The sweep ended it: a copy held here (detached) goes too. (Its event is in the stream.)
-      const local = this.store.bySession(s.sessionId);
-      if (local && type === 'offline') this.dropLocal(local, new GatewayError('GW_ERR_IDLE_TIMEOUT'));
-    },
   };
 
   /** Ends a session for good: its link (if any) gets the BYE of `err`, the backend an `offline` event. */

@@ -43,8 +43,6 @@ export interface SessionHolder {
   all(): Iterable<Session>;
   /** This member's figures for its beat (/v1/gates, /v1/stats of every gate). */
   figures(): Record<string, string | number>;
-  /** A backend event for a session this member changed in Redis without holding it (reap, sweep). */
-  event(type: 'detached' | 'offline', s: { playerId: string; sessionId: string }, reason: string): void;
 }
 
 export interface ClusterNodeConfig extends RedisSessionsConfig {
@@ -188,7 +186,6 @@ export class ClusterNode {
     for (;;) {
       const r = await this.sessions.reapPage(x, silentMs);
       if (r.kind !== 'ok') break;
-      for (const d of r.detached) this.holder?.event('detached', d, 'gate_lost');
       total += r.detached.length;
       if (r.left === 0) break;
     }
@@ -206,9 +203,8 @@ export class ClusterNode {
       }
       // Touches are up to one period stale: a session is idle past the timeout plus that.
       for (let more = true; more; ) {
-        const r = await this.sessions.sweepIdle(this.cfg.idleTimeoutMs + this.touchEveryMs);
-        for (const e of r.ended) this.holder?.event('offline', e, 'idle');
-        more = r.more;
+        // Each one's holder is told by its E notice (this member included): BYE idle on its link.
+        more = (await this.sessions.sweepIdle(this.cfg.idleTimeoutMs + this.touchEveryMs)).more;
       }
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'idle sweep failed; next period retries');
