@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { FrameType, type Frame } from '../../lib/frame.js';
+import { api } from './gateHarness.js';
 import { portOf, spawnGate, type GateProcess } from './gateProcess.js';
 import { connectTcp, connectWs, json, type ByeBody, type TestClient, type WelcomeBody } from './testClient.js';
 
@@ -34,25 +35,19 @@ export async function startMember(name: string, redisUrl: string, prefix: string
   return { name, proc, tcp: portOf(l.tcp), ws: portOf(l.ws), api: `http://${String(l.api)}`, member: String(l.member) };
 }
 
-export async function call(m: Member, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  try {
-    return await callOnce(m, method, path, body);
-  } catch (e) {
-    // A GET may meet a keep-alive connection of a worker killed since (--procs): once more, on a new one.
-    if (method !== 'GET') throw e;
-    return callOnce(m, method, path, body);
-  }
-}
+/** Connections a GET may find dead before one answers (see `call`). */
+const STALE_TRIES = 4;
 
-async function callOnce(m: Member, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(m.api + path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(WAIT_MS),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+export async function call(m: Member, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  // A GET may meet keep-alive connections of workers killed since (--procs), one per worker: each
+  // failed one leaves the pool, so the next try goes on another (a new one in the end).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await api({ apiUrl: m.api }, method, path, body);
+    } catch (e) {
+      if (method !== 'GET' || attempt >= STALE_TRIES) throw e;
+    }
+  }
 }
 
 /** A session's state as Redis holds it (no gate left to ask). */

@@ -81,12 +81,16 @@ export async function startCluster(
 
 let clusters = 0;
 
-/** POST/GET JSON to the push API; resolves status and parsed body. */
-export async function api(h: Harness, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+/** Safety net on one API call, ms (a hung gate fails the test with a message, not the runner's timeout). */
+const API_MS = 30_000;
+
+/** POST/GET JSON to the push API (of a harness, or any `{apiUrl}`); resolves status and parsed body. */
+export async function api(h: { readonly apiUrl: string }, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const res = await fetch(`${h.apiUrl}${path}`, {
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(API_MS),
   });
   const text = await res.text();
   let parsed: unknown = text;
