@@ -35,6 +35,11 @@ export async function startMember(name: string, redisUrl: string, prefix: string
   return { name, proc, tcp: portOf(l.tcp), ws: portOf(l.ws), api: `http://${String(l.api)}`, member: String(l.member) };
 }
 
+/**
+ * One call's bound, ms: a connection node:cluster's primary handed to a worker as it was killed
+ * never answers, and a wait for an effect must get to try again.
+ */
+const CALL_MS = 5_000;
 /** Connections a GET may find dead before one answers (see `call`). */
 const STALE_TRIES = 4;
 
@@ -43,7 +48,7 @@ export async function call(m: Member, method: string, path: string, body?: unkno
   // failed one leaves the pool, so the next try goes on another (a new one in the end).
   for (let attempt = 1; ; attempt++) {
     try {
-      return await api({ apiUrl: m.api }, method, path, body);
+      return await api({ apiUrl: m.api }, method, path, body, {}, CALL_MS);
     } catch (e) {
       if (method !== 'GET' || attempt >= STALE_TRIES) throw e;
     }

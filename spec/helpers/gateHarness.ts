@@ -85,12 +85,19 @@ let clusters = 0;
 const API_MS = 30_000;
 
 /** POST/GET JSON to the push API (of a harness, or any `{apiUrl}`); resolves status and parsed body. */
-export async function api(h: { readonly apiUrl: string }, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+export async function api(
+  h: { readonly apiUrl: string },
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+  timeoutMs = API_MS,
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${h.apiUrl}${path}`, {
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(API_MS),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await res.text();
   let parsed: unknown = text;
