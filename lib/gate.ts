@@ -566,7 +566,7 @@ export class Gate {
     }
     // Held here already (the same gate, an older link or a detached copy): that copy lets go.
     const old = this.store.bySession(r.sessionId);
-    if (old) this.dropLocal(old, old.conn && old.conn !== conn ? new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection') : null);
+    if (old) this.dropLocal(old, old.conn && old.conn !== conn ? new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection') : null, true);
     const s = new Session({ playerId: res.fence.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress, sessionId: r.sessionId, resumeToken: r.resumeToken });
     s.fence = res.fence;
     s.pushSeq = res.pushSeq;
@@ -645,7 +645,7 @@ export class Gate {
       const f = s.fence;
       this.cluster.sessions.detach(f, reason).then(
         (r) => {
-          if (r.kind !== 'ok' && s.fence === f) this.dropLocal(s, null);
+          if (r.kind !== 'ok' && s.fence === f) this.dropLocal(s, null, r.kind === 'fenced');
         },
         (e: unknown) => this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'detach not stored (Redis away): a resume anywhere still takes the session over'),
       );
@@ -654,11 +654,13 @@ export class Gate {
 
   /**
    * Lets a session go here, and only here: its link (if any) is closed with `err`. No store
-   * call and no event: the cluster already moved or ended it (or ends it next).
+   * call and no event: the cluster already moved or ended it (or ends it next). `moved`: it lives
+   * on at another holder.
    */
-  private dropLocal(s: Session, err: GatewayError | null): void {
+  private dropLocal(s: Session, err: GatewayError | null, moved = false): void {
     if (s.state === 'ended') return;
     s.state = 'ended';
+    s.moved = moved;
     this.store.remove(s);
     s.endActivity();
     const conn = s.conn;
@@ -678,7 +680,7 @@ export class Gate {
       if (dropped > 0) this.metrics.pushDrops.inc(dropped);
       this.sendPush(s, p.seq, p.route, p.body);
     },
-    drop: (s, err) => this.dropLocal(s, err),
+    drop: (s, err, moved) => this.dropLocal(s, err, moved),
     answered: (s, seq, answer) => this.answered(s, seq, answer),
     release: (s) => {
       // Closed without a BYE: the session detaches, and the client's resume learns the rest.
@@ -757,9 +759,9 @@ export class Gate {
     const s = j.session;
     // Queued behind its player's earlier requests until now: a session that ended meanwhile
     // (kick, logout, replaced, idle) has nobody to answer, so the backend is spared the call.
-    // (Cluster mode runs a job the cluster window admitted even so: the session may live on at
-    // another gate, whose client's re-send waits for this outcome.)
-    if (s.state === 'ended' && j.admission === undefined) return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'session ended before the request ran' } });
+    // (Cluster mode runs a job the cluster window admitted if the session moved rather than ended:
+    // it lives on at another holder, whose client's re-send waits for this outcome.)
+    if (s.state === 'ended' && !(s.moved && j.admission !== undefined)) return of({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: 'session ended before the request ran' } });
     const headers: Record<string, string> = {
       'x-gate-id': this.cfg.gateId,
       'x-player-id': s.playerId,

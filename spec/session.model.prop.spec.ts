@@ -449,6 +449,9 @@ for (const store of ['memory', 'redis'] as const) describe(`sessions, resume and
   // Pinned (issue 9): ACK 6 of 8, lose state back to 3 → gap, replay 7, 8; back to 6 → no gap;
   // everything ACKed, back to 0 → gap with nothing to replay, then live pushes go on.
   const pinned: Cmd[][] = [
+    // A fresh login while the old session's requests wait behind a held one: they are not run
+    // (the session ended), and the new session's requests are not stuck behind them.
+    [new Request(true), new Request(true), new Login(), new Request(false)],
     [...pushes(1, 6), new Ack(), ...pushes(7, 8), new Drop(), new Forget(5), new Resume()],
     [...pushes(1, 6), new Ack(), ...pushes(7, 8), new Drop(), new Forget(2), new Resume()],
     [...pushes(1, 2), new Ack(), new Drop(), new Forget(2), new Resume(), new Push(3)],

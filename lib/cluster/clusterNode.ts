@@ -35,8 +35,12 @@ export interface SessionHolder {
   deliver(s: Session, push: KeptPush): void;
   /** A REQUEST re-sent here while another gate ran it has its outcome: answer the client. */
   answered(s: Session, seq: number, answer: Frame | 'unknown' | null): void;
-  /** Lets the session go here: its link (if any) is closed with `err`; no store call, no event. */
-  drop(s: Session, err: GatewayError | null): void;
+  /**
+   * Lets the session go here: its link (if any) is closed with `err`; no store call, no event.
+   * `moved`: it lives on at another holder (its requests admitted here still run: their outcome
+   * answers the client's re-send there); otherwise it ended.
+   */
+  drop(s: Session, err: GatewayError | null, moved: boolean): void;
   /** Closes the session's link without a BYE: it detaches, and the client's resume learns the rest. */
   release(s: Session): void;
   /** Every session held here (resync after the subscriber was away). */
@@ -306,10 +310,10 @@ export class ClusterNode {
         else this.fill(s, n.seq);
         return;
       case 'moved':
-        if (s.fence !== null && n.gen > s.fence.gen) this.holder?.drop(s, s.conn ? REPLACED_HERE() : null);
+        if (s.fence !== null && n.gen > s.fence.gen) this.holder?.drop(s, s.conn ? REPLACED_HERE() : null, true);
         return;
       case 'ended':
-        this.holder?.drop(s, endError(n.reason, n.message));
+        this.holder?.drop(s, endError(n.reason, n.message), false);
         return;
       case 'answer':
         this.holder?.answered(s, n.seq, n.answer);
@@ -335,7 +339,7 @@ export class ClusterNode {
       const r = await this.sessions.range(f, s.pushSeq, FILL_PAGE);
       if (s.fence !== f || s.state !== 'online') return; // moved or ended meanwhile
       if (r.kind !== 'ok') {
-        this.holder?.drop(s, r.kind === 'fenced' ? REPLACED_HERE() : null);
+        this.holder?.drop(s, r.kind === 'fenced' ? REPLACED_HERE() : null, r.kind === 'fenced');
         return;
       }
       const first = r.pushes[0];

@@ -53,6 +53,8 @@ export class Session {
   idle: QuietWatch<Session> | null = null;
   /** Cluster mode: the generation this member holds the session at in Redis; null on a single node. */
   fence: Fence | null = null;
+  /** Cluster mode: it ended here because it moved to another holder (not because it ended for good). */
+  moved = false;
   /** Cluster mode: notices and ACKs in flight for this session (lib/cluster/clusterNode.ts). */
   sync: SessionSync | null = null;
 
