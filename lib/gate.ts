@@ -1,4 +1,3 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   EMPTY,
@@ -15,7 +14,6 @@ import {
   merge,
   of,
   takeUntil,
-  takeWhile,
   timer,
   Observable,
   type SchedulerLike,
@@ -28,27 +26,24 @@ import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
 import { CoarseScheduler } from './coarseScheduler.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { QuietWatch } from './ops/idleTimeout.js';
-import { paceByCredit } from './ops/paceByCredit.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
-import type { ClusterNode, SessionHolder } from './cluster/clusterNode.js';
+import type { ClusterNode } from './cluster/clusterNode.js';
+import { ClusterSessions } from './cluster/clusterSessions.js';
 import { EventStream } from './cluster/eventStream.js';
-import type { EndReason, Fence, PushResult as StoredPush } from './cluster/redisSessions.js';
-import type { KeptPush } from './session/pushBuffer.js';
-import { PUSH_IDS_MIN, PushIds } from './session/pushIds.js';
-import { Session, newResumeToken } from './session/session.js';
+import type { Fence } from './cluster/redisSessions.js';
+import { Sessions, type GateFigures } from './session/sessions.js';
 import { childTraceparent } from './trace.js';
-import { MemorySessionStore, type SessionStore } from './session/sessionStore.js';
-import { gotBackendClient, type BackendClient, type BackendEvent } from './streams/backend.js';
+import { gotBackendClient, type BackendClient } from './streams/backend.js';
 import { EventQueue } from './streams/events.js';
 import { tcpConnection$, wsConnection$, type Admission } from './streams/listeners.js';
 import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
 import { upstreamCall$, type RpcOutcome, type UpstreamCallConfig } from './streams/upstream.js';
-import { COMPRESS_MIN_BYTES, errorFrame, inboundBody, jsonFrame, outboundFrame, parseHello, type Hello } from './wire.js';
+import { errorFrame, inboundBody, parseHello } from './wire.js';
 import { Link, type ConnState, type RequestJob } from './link.js';
 
 export type { RequestJob } from './link.js';
+export type { GateFigures, PlayerInfo, PushResult } from './session/sessions.js';
 
 type Answer =
   | {
@@ -71,37 +66,6 @@ type Answer =
       readonly stale?: true;
     };
 
-export interface PushResult {
-  seq: number;
-  status: 'sent' | 'buffered';
-  /** Set when a push with this `id` was already stored: nothing was stored or sent again. */
-  duplicate?: true;
-}
-
-export interface PlayerInfo {
-  playerId: string;
-  sessionId: string;
-  state: 'online' | 'detached';
-  pushSeq: number;
-  buffered: number;
-  gateId: string;
-}
-
-/** One live gate as /v1/gates and /v1/stats list it. */
-export interface GateFigures {
-  gateId: string;
-  /** Its member id in the cluster (`<gateId>~<hex>`, new at each start); the gateId on a single node. */
-  member: string;
-  pid: number;
-  startedAt: number;
-  tcp: string | null;
-  ws: string | null;
-  api: string | null;
-  connections: number;
-  /** Sessions held here (online, or detached from here). */
-  sessions: number;
-}
-
 export interface GateDeps {
   logger: Logger;
   /** Defaults to undici over cfg.upstream. */
@@ -120,8 +84,6 @@ export interface GateDeps {
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
 const RPC_BACKOFF = { baseBackoffMs: 50, maxBackoffMs: 1_000 };
-/** Cluster mode: most pushes of one batch script call (each call keeps Redis busy about 1 ms per 1,000). */
-const PUSH_MANY_CHUNK = 1_000;
 /** How long an idle player's request group lingers before groupBy releases it. */
 const GROUP_LINGER_MS = 1_000;
 
@@ -138,11 +100,10 @@ export interface ShutdownBounds {
  */
 export class Gate {
   readonly metrics: Metrics;
-  readonly store: SessionStore = new MemorySessionStore();
+  /** The session layer: this process's sessions (single node) or the cluster's, in Redis. */
+  readonly sessions: Sessions;
   readonly pool: WorkerPool;
   readonly events: EventQueue | null;
-  /** Cluster mode's Redis side, or null on a single node. */
-  readonly cluster: ClusterNode | null;
   /** Cluster mode: posts the cluster's event stream while this member holds its lease. */
   private readonly clusterEvents: EventStream | null;
   readonly addresses: { tcp: string | null; ws: string | null; api: string | null } = { tcp: null, ws: null, api: null };
@@ -190,7 +151,7 @@ export class Gate {
   ) {
     this.log = deps.logger.child({ gateId: cfg.gateId });
     this.metrics = createMetrics(cfg.gateId, {
-      sessions: () => this.sessionCounts(),
+      sessions: () => this.sessions.counts(),
       queued: () => Math.max(0, this.depth - this.pool.busy),
       busyWorkers: () => this.pool.busy,
       eventsQueued: () => this.events?.length ?? 0,
@@ -207,7 +168,7 @@ export class Gate {
     this.deadlineScheduler = new CoarseScheduler(Math.min(250, Math.max(5, Math.floor(shortest / 20))));
     this.idleScheduler = deps.idleScheduler ?? this.deadlineScheduler;
     this.extraConnections$ = deps.connections$ ?? EMPTY;
-    this.cluster = deps.cluster ?? null;
+    const cluster = deps.cluster ?? null;
     this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
     this.backend =
       deps.backend !== undefined
@@ -217,8 +178,8 @@ export class Gate {
           : null;
     const poster = this.backend;
     this.clusterEvents =
-      this.cluster && poster
-        ? new EventStream(this.cluster.sessions, (batch) => poster.postEvents(batch), { batchMax: cfg.eventsBatchMax }, (err) =>
+      cluster && poster
+        ? new EventStream(cluster.sessions, (batch) => poster.postEvents(batch), { batchMax: cfg.eventsBatchMax }, (err) =>
             this.log.warn({ err: (err as Error).message }, 'backend /events failed (cluster stream); retrying'),
           )
         : null;
@@ -226,11 +187,22 @@ export class Gate {
     this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
     const backend = this.backend;
     // Cluster mode: the scripts write the events into Redis and one member posts them (clusterEvents).
-    this.events = backend && !this.cluster
+    this.events = backend && !cluster
       ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, baseBackoffMs: cfg.eventsBackoffMs, maxBackoffMs: cfg.eventsBackoffMaxMs }, (err, attempt) =>
           this.log.warn({ err: (err as Error).message, attempt, queued: this.events?.length }, 'backend /events failed; retrying'),
         )
       : null;
+    const layer = {
+      cfg,
+      metrics: this.metrics,
+      log: this.log,
+      auth: this.auth,
+      events: this.events,
+      idleScheduler: this.idleScheduler,
+      closeWith: (conn: Connection, err: GatewayError) => this.closeWith(conn, err),
+      figures: () => this.figures(),
+    };
+    this.sessions = cluster ? new ClusterSessions(layer, cluster) : new Sessions(layer);
   }
 
   /** Binds the listeners and starts every pipeline; resolves once all listeners are bound. */
@@ -287,8 +259,8 @@ export class Gate {
       }),
     );
     if (this.events) this.subs.add(this.events.drain$.subscribe());
-    // Redis first: a member that cannot reach it must not accept clients it cannot log in.
-    if (this.cluster) await this.cluster.start(this.holder);
+    // The session layer first: a cluster member that cannot reach Redis must not accept clients it cannot log in.
+    await this.sessions.start();
     if (this.clusterEvents) this.subs.add(this.clusterEvents.drain$.subscribe());
     await Promise.race([Promise.all(bound), failed]);
   }
@@ -322,7 +294,7 @@ export class Gate {
       ws: this.addresses.ws,
       api: this.addresses.api ?? '',
       startedAt: this.startedAt,
-      sessions: this.store.size,
+      sessions: this.sessions.store.size,
     };
   }
 
@@ -360,7 +332,7 @@ export class Gate {
     }
     conn.close(null);
     const s = st.session;
-    if (s && s.conn === conn && s.state === 'online') this.detach(s, detachReason(err));
+    if (s && s.conn === conn && s.state === 'online') this.sessions.detach(s, detachReason(err));
     this.log.info({ connId: conn.id, playerId: s?.playerId, sessionId: s?.sessionId }, 'connection closed');
   }
 
@@ -377,7 +349,7 @@ export class Gate {
         if (st.phase !== 'hello') throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', 'second HELLO on one connection');
         st.phase = 'authing';
         st.hello = parseHello(f.body);
-        this.login(conn, st, st.hello).catch((e: unknown) => {
+        this.sessions.login(conn, st, st.hello).catch((e: unknown) => {
           // Redis away: the client is told so (and to try again), not that its login was refused.
           if (isGatewayError(e, 'GW_ERR_CLUSTER_UNAVAILABLE')) conn.send(errorFrame(0, 0, 'CLUSTER_UNAVAILABLE', e.message));
           this.closeWith(conn, isGatewayError(e) ? e : new GatewayError('GW_ERR_AUTH_FAILED', `login failed: ${(e as Error)?.message ?? String(e)}`));
@@ -388,8 +360,7 @@ export class Gate {
       case FrameType.ACK:
         if (st.session && st.phase === 'online') {
           const upTo = Math.min(f.seq, st.session.pushSeq);
-          st.session.buffer.ack(upTo);
-          this.cluster?.ack(st.session, upTo);
+          this.sessions.ack(st.session, upTo);
         }
         return null;
       case FrameType.BYE:
@@ -407,8 +378,7 @@ export class Gate {
       if (f.seq !== 0) conn.send(errorFrame(f.seq, f.route, 'UNAUTHORIZED', 'REQUEST before WELCOME'));
       return null;
     }
-    s.touch();
-    this.cluster?.touch(s);
+    this.sessions.touch(s);
     // Inflated first: a bad body is a protocol error whatever the window says.
     const inflated = inboundBody(f, this.cfg.maxFrame);
     // The frame's body is a view of the receive chunk: copy it (once) unless inflating made a new buffer.
@@ -422,7 +392,7 @@ export class Gate {
           return null; // its answer goes to the session's link when it completes
         case 'done':
           this.metrics.countRequest('duplicate').inc();
-          this.sendAnswer(s, conn, v.answer);
+          this.sessions.sendAnswer(s, conn, v.answer);
           return null;
         case 'stale':
           this.metrics.countRequest('stale_request').inc();
@@ -446,15 +416,10 @@ export class Gate {
       s.pausedLink = conn;
       conn.pause();
     }
+    // Cluster mode: the cluster-wide window's verdict, asked now in arrival order; the job waits for it in the pool.
     const fence = s.fence;
-    if (this.cluster && fence !== null && f.seq !== 0) {
-      // Asked now, in arrival order on one Redis connection; the job waits for it in the pool.
-      const admission = this.cluster.sessions.reqBegin(fence, f.seq, this.cfg.requestWindow).catch((e: unknown) => {
-        this.log.warn({ sessionId: s.sessionId, seq: f.seq, err: (e as Error).message }, 'cluster request window unavailable; the local window decides');
-        return null;
-      });
-      return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent, admission, fence };
-    }
+    const admission = fence !== null && f.seq !== 0 ? this.sessions.admit(s, f.seq) : undefined;
+    if (admission !== undefined && fence !== null) return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent, admission, fence };
     return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent };
   }
 
@@ -472,253 +437,9 @@ export class Gate {
       code = undefined;
     }
     const s = st.session;
-    if (code === 'logout' && s && s.conn === conn) this.endSession(s, 'logout', null);
+    if (code === 'logout' && s && s.conn === conn) this.sessions.endSession(s, 'logout', null);
     conn.close(null);
   }
-
-  // ---------------------------------------------------------------- login and sessions
-
-  private async login(conn: Connection, st: ConnState, hello: Hello): Promise<void> {
-    const r = hello.resume;
-    if (r) {
-      if (this.cluster) {
-        if (await this.resumeFromCluster(this.cluster, conn, st, r, hello.compress)) return;
-      } else {
-        const s = this.store.bySession(r.sessionId);
-        if (s && s.state !== 'ended' && sameSecret(s.resumeToken, r.resumeToken)) {
-          this.resume(conn, st, s, r.lastSeq, hello.compress);
-          return;
-        }
-      }
-      this.metrics.resumes.inc({ result: 'fresh' });
-    }
-    // The id is chosen now so that POST /connect (§3) names the session this login will create.
-    const sessionId = randomUUID();
-    const res = await this.auth({ token: hello.token, sessionId, remoteAddress: conn.remoteAddress });
-    if (!res.ok) {
-      this.log.info({ connId: conn.id, reason: res.reason }, 'login refused');
-      throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);
-    }
-    if (!conn.isOpen) return; // the link went away while the backend was deciding
-    const resumeToken = newResumeToken();
-    let fence: Fence | null = null;
-    let replacedElsewhere: string | null = null;
-    if (this.cluster) {
-      // Stored first: the login is the cluster's (it replaces the player's session on any gate).
-      const c = this.cluster;
-      c.attaching(sessionId);
-      try {
-        const lr = await c.sessions.login({ playerId: res.playerId, sessionId, resumeToken });
-        fence = lr.fence;
-        replacedElsewhere = lr.replaced?.sessionId ?? null;
-      } catch (e) {
-        c.abandon(sessionId);
-        throw clusterUnavailable(e);
-      }
-    }
-    const old = this.store.byPlayer(res.playerId);
-    const replaced = new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere');
-    // Cluster mode: the login script ended it in Redis already (and wrote its event): only the local part.
-    if (old && fence !== null) this.dropLocal(old, replaced);
-    else if (old) this.endSession(old, 'replaced', replaced);
-    const s = new Session({ playerId: res.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress: hello.compress, sessionId, resumeToken });
-    s.fence = fence;
-    this.store.add(s);
-    st.session = s;
-    st.phase = 'online';
-    this.watchIdle(s);
-    this.sendWelcome(conn, s, false, false);
-    this.emit('online', s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old || replacedElsewhere !== null }, 'login');
-    this.cluster?.attached(s);
-    // The link went away while Redis answered: the session stays, detached, for a resume.
-    if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
-  }
-
-  /**
-   * Cluster mode's resume: Redis moves the session here whichever gate held it, and returns the
-   * kept pushes after lastSeq. False when Redis knows no such session (or the token is wrong): a
-   * fresh login follows, as on a single node.
-   */
-  private async resumeFromCluster(c: ClusterNode, conn: Connection, st: ConnState, r: NonNullable<Hello['resume']>, compress: boolean): Promise<boolean> {
-    c.attaching(r.sessionId);
-    const pushes: KeptPush[] = [];
-    let res;
-    try {
-      res = await c.sessions.resume(r);
-      if (res.kind === 'ok') {
-        pushes.push(...res.replay);
-        // Later pages (a replay longer than one page; at most --buffer-max pushes in all).
-        for (let more = res.more; more; ) {
-          const page = await c.sessions.range(res.fence, pushes.at(-1)?.seq ?? res.upTo);
-          if (page.kind !== 'ok') throw new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection');
-          pushes.push(...page.pushes);
-          more = page.pushes.length > 0 && (pushes.at(-1)?.seq ?? 0) < page.pushSeq;
-        }
-      }
-    } catch (e) {
-      c.abandon(r.sessionId);
-      throw isGatewayError(e) ? e : clusterUnavailable(e);
-    }
-    if (res.kind !== 'ok') {
-      c.abandon(r.sessionId);
-      return false;
-    }
-    // Held here already (the same gate, an older link or a detached copy): that copy lets go.
-    const old = this.store.bySession(r.sessionId);
-    if (old) this.dropLocal(old, old.conn && old.conn !== conn ? new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection') : null, true);
-    const s = new Session({ playerId: res.fence.playerId, conn, bufferMax: this.cfg.bufferMax, bufferMaxBytes: this.cfg.bufferMaxBytes, requestWindow: this.cfg.requestWindow, requestWindowBytes: this.cfg.requestWindowBytes, compress, sessionId: r.sessionId, resumeToken: r.resumeToken });
-    s.fence = res.fence;
-    s.pushSeq = res.pushSeq;
-    for (const p of pushes) s.buffer.add(p);
-    this.store.add(s);
-    st.session = s;
-    st.phase = 'online';
-    this.watchIdle(s);
-    this.sendWelcome(conn, s, true, res.gap);
-    s.sentUpTo = res.upTo;
-    this.metrics.resumes.inc({ result: 'resumed' });
-    this.pump(s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
-    c.attached(s);
-    if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
-    return true;
-  }
-
-  private resume(conn: Connection, st: ConnState, s: Session, lastSeq: number, compress: boolean): void {
-    const prev = s.conn;
-    if (prev && prev !== conn) {
-      // The old link is still attached (half-open): the resume wins, the old link is told why.
-      s.conn = null;
-      this.closeWith(prev, new GatewayError('GW_ERR_REPLACED', 'session resumed on another connection'));
-    }
-    // gap: some push after lastSeq is gone (dropped, or ACKed earlier by a client that has since
-    // lost it). A lastSeq past the newest push claims pushes never sent: taken as the newest.
-    const upTo = Math.min(lastSeq, s.pushSeq);
-    const gap = s.buffer.gapAfter(upTo);
-    s.buffer.ack(upTo);
-    s.conn = conn;
-    s.compress = compress;
-    s.state = 'online';
-    st.session = s;
-    st.phase = 'online';
-    this.sendWelcome(conn, s, true, gap);
-    s.sentUpTo = upTo;
-    s.pumping = false; // a replay to an earlier link, if any, ended with that link
-    this.metrics.resumes.inc({ result: 'resumed' });
-    this.pump(s);
-    this.emit('resumed', s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq, gap }, 'session resumed');
-  }
-
-  private sendWelcome(conn: Connection, s: Session, resumed: boolean, gap: boolean): void {
-    conn.send(
-      jsonFrame(FrameType.WELCOME, 0, {
-        playerId: s.playerId,
-        sessionId: s.sessionId,
-        resumeToken: s.resumeToken,
-        gateId: this.cfg.gateId,
-        heartbeatMs: this.cfg.heartbeatMs,
-        resumed,
-        gap,
-        lastSeq: s.pushSeq,
-      }),
-    );
-  }
-
-  /** The session's idle clock: --idle-timeout without a REQUEST ends it (BYE idle). */
-  /** Ends a session whose idle watch expired (one handler for every session). */
-  private readonly onIdle = (s: Session, e: GatewayError): void => this.endSession(s, 'idle', e);
-
-  private watchIdle(s: Session): void {
-    s.idle = new QuietWatch(this.cfg.idleTimeoutMs, 'GW_ERR_IDLE_TIMEOUT', this.idleScheduler, this.onIdle, s);
-    s.idle.arm();
-  }
-
-  private detach(s: Session, reason: string): void {
-    s.conn = null;
-    s.state = 'detached';
-    this.emit('detached', s, reason);
-    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
-    if (this.cluster && s.fence) {
-      // Stored off the request path; a session that moved or ended meanwhile is let go here.
-      const f = s.fence;
-      this.cluster.sessions.detach(f, reason).then(
-        (r) => {
-          if (r.kind !== 'ok' && s.fence === f) this.dropLocal(s, null, r.kind === 'fenced');
-        },
-        (e: unknown) => this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'detach not stored (Redis away): a resume anywhere still takes the session over'),
-      );
-    }
-  }
-
-  /**
-   * Lets a session go here, and only here: its link (if any) is closed with `err`. No store
-   * call and no event: the cluster already moved or ended it (or ends it next). `moved`: it lives
-   * on at another holder.
-   */
-  private dropLocal(s: Session, err: GatewayError | null, moved = false): void {
-    if (s.state === 'ended') return;
-    s.state = 'ended';
-    s.moved = moved;
-    this.store.remove(s);
-    s.endActivity();
-    const conn = s.conn;
-    s.conn = null;
-    if (conn) {
-      if (err) this.closeWith(conn, err);
-      else conn.close(null);
-    }
-  }
-
-  /** What cluster notices may do to this gate's sessions. */
-  private readonly holder: SessionHolder = {
-    local: (sessionId) => this.store.bySession(sessionId),
-    deliver: (s, p) => {
-      s.pushSeq = p.seq;
-      const dropped = s.buffer.add(p);
-      if (dropped > 0) this.metrics.pushDrops.inc(dropped);
-      this.sendPush(s, p.seq, p.route, p.body);
-    },
-    drop: (s, err, moved) => this.dropLocal(s, err, moved),
-    answered: (s, seq, answer) => this.answered(s, seq, answer),
-    release: (s) => {
-      // Closed without a BYE: the session detaches, and the client's resume learns the rest.
-      if (s.conn) s.conn.close(null);
-    },
-    all: () => this.store.all(),
-    figures: () => {
-      const st = this.stats();
-      return { gateId: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, tcp: this.addresses.tcp ?? '', ws: this.addresses.ws ?? '', api: this.addresses.api ?? '', connections: st.connections, sessions: st.sessions, online: st.online, detached: st.detached };
-    },
-  };
-
-  /** Ends a session for good: its link (if any) gets the BYE of `err`, the backend an `offline` event. */
-  endSession(s: Session, reason: string, err: GatewayError | null): void {
-    if (s.state === 'ended') return;
-    this.dropLocal(s, err);
-    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
-    const f = s.fence;
-    if (!this.cluster || f === null) {
-      this.emit('offline', s, reason);
-      return;
-    }
-    // Ended in Redis (with its event) if this gate still holds it; fenced otherwise: it moved, and lives on.
-    this.cluster.sessions
-      .end(f, reason as EndReason)
-      .catch((e: unknown) => this.log.warn({ sessionId: s.sessionId, reason, err: (e as Error).message }, 'session end not stored (Redis away)'));
-  }
-
-  /** Queues a backend event (single node; in cluster mode the scripts that made the change wrote it). */
-  private emit(type: BackendEvent['type'], s: Session, reason?: string): void {
-    if (!this.events) return;
-    const ev: BackendEvent =
-      reason === undefined
-        ? { type, playerId: s.playerId, sessionId: s.sessionId, gateId: this.cfg.gateId, at: Date.now() }
-        : { type, playerId: s.playerId, sessionId: s.sessionId, gateId: this.cfg.gateId, reason, at: Date.now() };
-    this.events.enqueue(ev);
-  }
-
 
   // ---------------------------------------------------------------- requests
 
@@ -808,7 +529,7 @@ export class Gate {
       if (!s.window.isRunning(job.seq)) return;
       if (a.stale) s.window.forget(job.seq);
       else s.window.complete(job.seq, settled);
-      if (s.conn) this.sendAnswer(s, s.conn, settled);
+      if (s.conn) this.sessions.sendAnswer(s, s.conn, settled);
       return;
     }
     const outcome = a.outcome;
@@ -822,234 +543,24 @@ export class Gate {
       if (outcome.code === 'OVERLOADED') {
         s.window.forget(job.seq);
         if (s.conn) s.conn.send(answer);
-        this.forgetInCluster(job);
+        // If the cluster window recorded it as running here: it did not run.
+        const { admission, fence } = job;
+        if (admission && fence) void admission.then((v) => v?.kind === 'new' && this.sessions.finished(s, fence, job.seq, null));
         return;
       }
     }
     s.window.complete(job.seq, answer);
-    if (s.conn) this.sendAnswer(s, s.conn, answer);
+    if (s.conn) this.sessions.sendAnswer(s, s.conn, answer);
     // Stored for the cluster after the answer went out (off the latency path).
-    if (a.ran && this.cluster)
-      this.cluster.sessions
-        .reqFinish(a.ran, job.seq, answer)
-        .catch((e: unknown) => this.log.warn({ sessionId: s.sessionId, seq: job.seq, err: (e as Error).message }, 'request outcome not stored in Redis: a re-send after a move may run it again'));
-  }
-
-  /** A job refused before it ran (OVERLOADED): if the cluster window recorded it as running here, it did not run. */
-  private forgetInCluster(job: RequestJob): void {
-    const c = this.cluster;
-    const f = job.fence;
-    if (!c || !job.admission || !f) return;
-    void job.admission.then((v) => (v?.kind === 'new' ? c.sessions.reqFinish(f, job.seq, null) : false)).catch(() => undefined);
-  }
-
-  /** Cluster notice: the answer of a REQUEST this session's client re-sent here while another gate ran it. */
-  private answered(s: Session, seq: number, answer: Frame | 'unknown' | null): void {
-    if (!s.window.isRunning(seq)) return;
-    if (answer === null) {
-      // Too large for the notice: read it from the window in Redis.
-      const f = s.fence;
-      if (!f || !this.cluster) return;
-      this.cluster.sessions.reqBegin(f, seq, this.cfg.requestWindow).then(
-        (v) => {
-          if (v.kind === 'done') this.answered(s, seq, v.answer);
-          else if (v.kind === 'outcome_unknown') this.answered(s, seq, 'unknown');
-        },
-        (e: unknown) => this.log.warn({ sessionId: s.sessionId, seq, err: (e as Error).message }, 'stored answer not read'),
-      );
-      return;
-    }
-    const f =
-      answer === 'unknown'
-        ? errorFrame(seq, 0, 'OUTCOME_UNKNOWN', 'the gate running this request died mid-call: whether the backend ran it is unknown (x-request-id / Idempotency-Key name it)')
-        : { ...answer, seq };
-    s.window.complete(seq, f);
-    if (s.conn) this.sendAnswer(s, s.conn, f);
-  }
-
-  /** RESPONSE bodies are kept uncompressed in the window and deflated per link, as that link asked. */
-  private sendAnswer(s: Session, conn: Connection, answer: Frame): void {
-    // Only a RESPONSE the client wants deflated needs a new frame; the rest go out as kept.
-    const deflate = s.compress && answer.type === FrameType.RESPONSE && answer.body.length > COMPRESS_MIN_BYTES;
-    conn.send(deflate ? outboundFrame(FrameType.RESPONSE, answer.route, answer.seq, answer.body, true) : answer);
-  }
-
-  // ---------------------------------------------------------------- push API
-
-  /**
-   * `id`: the backend's own id for this push; a second push with it is stored once (a retried
-   * POST). Synchronous on a single node; in cluster mode a promise, settled once Redis stored it
-   * (rejects with GW_ERR_CLUSTER_UNAVAILABLE when Redis is away: never a receipt for a push not stored).
-   */
-  push(playerId: string, route: number, body: Buffer, id?: string): PushResult | null | Promise<PushResult | null> {
-    if (this.cluster) return this.pushManyToCluster(this.cluster, [{ playerId, route, body, id }]).then((rs) => rs[0] ?? null);
-    const s = this.store.byPlayer(playerId);
-    return s ? this.pushTo(s, route, body, id) : null;
-  }
-
-  /**
-   * Several pushes, in order (a batch, a broadcast page): synchronous on a single node; in
-   * cluster mode one Redis pipeline (auto-pipelining sends the scripts of one tick as one write).
-   */
-  pushMany(items: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): (PushResult | null)[] | Promise<(PushResult | null)[]> {
-    const c = this.cluster;
-    if (c) return this.pushManyToCluster(c, items);
-    return items.map((p) => this.push(p.playerId, p.route, p.body, p.id) as PushResult | null);
-  }
-
-  /** One script call per PUSH_MANY_CHUNK pushes, in order. */
-  private async pushManyToCluster(c: ClusterNode, items: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): Promise<(PushResult | null)[]> {
-    const out: (PushResult | null)[] = [];
-    for (let i = 0; i < items.length; i += PUSH_MANY_CHUNK) {
-      let rs;
-      try {
-        rs = await c.sessions.pushMany(items.slice(i, i + PUSH_MANY_CHUNK));
-      } catch (e) {
-        throw clusterUnavailable(e);
-      }
-      for (const r of rs) out.push(this.receipt(r));
-    }
-    return out;
-  }
-
-  /** The API's receipt for a push Redis stored (null: no session). */
-  private receipt(r: StoredPush): PushResult | null {
-    if (r.kind !== 'ok') return null;
-    if (r.dropped > 0) this.metrics.pushDrops.inc(r.dropped);
-    // `sent`: handed to the gate holding the link (its notice had a subscriber).
-    const status = r.state === 'online' && (r.notified || r.duplicate) ? 'sent' : 'buffered';
-    this.metrics.countPush(r.duplicate ? 'duplicate' : status).inc();
-    return r.duplicate ? { seq: r.seq, status, duplicate: true } : { seq: r.seq, status };
-  }
-
-  /** Every player with a session, in pages: this gate's (single node) or the cluster's. */
-  async *playerPages(): AsyncGenerator<string[]> {
-    if (this.cluster) yield* this.cluster.sessions.playerPages();
-    else yield [...this.store.all()].map((s) => s.playerId);
-  }
-
-  pushTo(s: Session, route: number, body: Buffer, id?: string): PushResult {
-    if (id !== undefined) {
-      const seen = s.pushIds?.seqOf(id);
-      if (seen !== undefined) {
-        this.metrics.countPush('duplicate').inc();
-        return { seq: seen, status: seen <= s.sentUpTo ? 'sent' : 'buffered', duplicate: true };
-      }
-    }
-    const seq = ++s.pushSeq;
-    if (id !== undefined) (s.pushIds ??= new PushIds(Math.max(this.cfg.bufferMax, PUSH_IDS_MIN))).remember(id, seq);
-    const dropped = s.buffer.add({ seq, route, body });
-    if (dropped > 0) this.metrics.pushDrops.inc(dropped);
-    const status = this.sendPush(s, seq, route, body) ? 'sent' : 'buffered';
-    this.metrics.countPush(status).inc();
-    return { seq, status };
-  }
-
-  /** Sends a buffered push on the session's link, unless a replay owns the order; true if it is on its way. */
-  private sendPush(s: Session, seq: number, route: number, body: Buffer): boolean {
-    if (s.conn === null) return false;
-    if (s.pumping) return true; // queued behind the replay: the pump sends it in order
-    if (!s.conn.send(outboundFrame(FrameType.PUSH, route, seq, body, s.compress))) return false;
-    s.sentUpTo = seq;
-    return true;
-  }
-
-  /**
-   * Replays kept pushes after `sentUpTo` to the session's link, paced by the link: kept pushes
-   * go through `paceByCredit` with half of --outbound-max as the budget, and each frame's socket
-   * flush credits its bytes back. A healthy client resuming after a long absence is never cut
-   * off as a slow consumer by its own replay. Live pushes that arrive meanwhile wait in the
-   * buffer (`pumping`) and go out after it, in order.
-   */
-  private pump(s: Session): void {
-    const conn = s.conn;
-    if (!conn || s.pumping) return;
-    s.pumping = true;
-    // Adapter from socket flush callbacks to the credit stream; it lives as long as this replay.
-    const credit = new Subject<number>();
-    from(s.buffer.after(s.sentUpTo))
-      .pipe(
-        paceByCredit(credit, { budget: this.cfg.outboundMax >> 1, size: (p) => p.body.length }),
-        // A link that went away (or a session resumed elsewhere) ends this replay; so would a
-        // push already sent, which cannot happen while the replay owns the order.
-        takeWhile((p) => s.conn === conn && p.seq > s.sentUpTo),
-      )
-      .subscribe({
-        next: (p) => {
-          const f = outboundFrame(FrameType.PUSH, p.route, p.seq, p.body, s.compress);
-          if (!conn.send(f, () => credit.next(f.body.length))) return;
-          s.sentUpTo = p.seq;
-          this.metrics.replays.inc();
-        },
-        complete: () => {
-          if (s.conn !== conn) return; // a newer link owns the session (and its own replay)
-          s.pumping = false;
-          // Pushes that arrived during the replay are in the buffer: send them, in order.
-          if (s.buffer.newest > s.sentUpTo) this.pump(s);
-        },
-      });
-  }
-
-  kick(playerId: string, reason: string | undefined): boolean | Promise<boolean> {
-    if (this.cluster) return this.kickInCluster(this.cluster, playerId, reason);
-    const s = this.store.byPlayer(playerId);
-    if (!s) return false;
-    this.endSession(s, 'kicked', new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
-    return true;
-  }
-
-  /** Ends the player's session wherever it is; the gate holding it closes the link (BYE kicked). */
-  private async kickInCluster(c: ClusterNode, playerId: string, reason: string | undefined): Promise<boolean> {
-    let r;
-    try {
-      r = await c.sessions.end({ playerId }, 'kicked', reason);
-    } catch (e) {
-      throw clusterUnavailable(e);
-    }
-    if (r.kind !== 'ok') return false;
-    const local = this.store.bySession(r.sessionId);
-    if (local) this.dropLocal(local, new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
-    this.log.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
-    return true;
-  }
-
-  /** The player's session wherever it is: this gate's (single node), or from Redis (cluster mode). */
-  findPlayer(playerId: string): PlayerInfo | null | Promise<PlayerInfo | null> {
-    if (this.cluster) {
-      return this.cluster.sessions.info(playerId).then(
-        (i) => (i ? { playerId, sessionId: i.sessionId, state: i.state, pushSeq: i.pushSeq, buffered: i.kept, gateId: i.holder ? gateIdOf(i.holder) : '' } : null),
-        (e: unknown) => {
-          throw clusterUnavailable(e);
-        },
-      );
-    }
-    return this.player(playerId);
-  }
-
-  /** The player's session if this gate holds it. */
-  player(playerId: string): PlayerInfo | null {
-    const s = this.store.byPlayer(playerId);
-    if (!s || s.state === 'ended') return null;
-    return { playerId: s.playerId, sessionId: s.sessionId, state: s.state, pushSeq: s.pushSeq, buffered: s.buffer.size, gateId: this.cfg.gateId };
-  }
-
-  /** Sessions by state and the pushes they keep: one pass, for /v1/stats and /metrics. */
-  private sessionCounts(): { online: number; detached: number; buffered: number } {
-    let online = 0;
-    let buffered = 0;
-    for (const s of this.store.all()) {
-      if (s.state === 'online') online++;
-      buffered += s.buffer.size;
-    }
-    return { online, detached: this.store.size - online, buffered };
+    if (a.ran) this.sessions.finished(s, a.ran, job.seq, answer);
   }
 
   stats() {
-    const { online, detached } = this.sessionCounts();
+    const { online, detached } = this.sessions.counts();
     return {
       gateId: this.cfg.gateId,
       connections: this.admission.open,
-      sessions: this.store.size,
+      sessions: this.sessions.store.size,
       online,
       detached,
       inflight: this.pool.busy,
@@ -1059,62 +570,21 @@ export class Gate {
     };
   }
 
-  /**
-   * /v1/stats: this gate's counts; in cluster mode also every live gate's (from their beats) and
-   * the totals (CONTRACT §5).
-   */
-  statsAll(): ReturnType<Gate['stats']> | Promise<ReturnType<Gate['stats']> & { gates: GateFigures[]; cluster: { connections: number; sessions: number } }> {
-    if (!this.cluster) return this.stats();
-    return this.gates().then((gates) => ({
+  /** This gate as /v1/gates lists it, with its sessions by state (each cluster beat carries these). */
+  figures(): GateFigures & { online: number; detached: number } {
+    const st = this.stats();
+    return { gateId: this.cfg.gateId, member: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, ...this.addresses, connections: st.connections, sessions: st.sessions, online: st.online, detached: st.detached };
+  }
+
+  /** /v1/stats: this gate's counts; in cluster mode also every live gate's (from their beats) and the totals (CONTRACT §5). */
+  async statsAll(): Promise<ReturnType<Gate['stats']> & { gates?: GateFigures[]; cluster?: { connections: number; sessions: number } }> {
+    if (!(this.sessions instanceof ClusterSessions)) return this.stats();
+    const gates = await this.sessions.gates();
+    return {
       ...this.stats(),
       gates,
       cluster: { connections: gates.reduce((n, g) => n + g.connections, 0), sessions: gates.reduce((n, g) => n + g.sessions, 0) },
-    }));
-  }
-
-  /** /v1/gates: the live gates of the cluster (this one alone on a single node). */
-  async gates(): Promise<GateFigures[]> {
-    if (!this.cluster) {
-      const st = this.stats();
-      return [{ gateId: this.cfg.gateId, member: this.cfg.gateId, pid: process.pid, startedAt: this.startedAt, ...this.addresses, connections: st.connections, sessions: st.sessions }];
-    }
-    let ms;
-    try {
-      ms = await this.cluster.members();
-    } catch (e) {
-      throw clusterUnavailable(e);
-    }
-    return ms.map(({ member, fields: f }) => ({
-      gateId: f.gateId ?? gateIdOf(member),
-      member,
-      pid: Number(f.pid ?? 0),
-      startedAt: Number(f.startedAt ?? 0),
-      tcp: f.tcp || null,
-      ws: f.ws || null,
-      api: f.api || null,
-      connections: Number(f.connections ?? 0),
-      sessions: Number(f.sessions ?? 0),
-    }));
-  }
-
-  // ---------------------------------------------------------------- shutdown
-
-  /** Cluster shutdown of one session: BYE shutdown to its link, detached in Redis, `detached` event. */
-  private async detachForShutdown(s: Session): Promise<void> {
-    const f = s.fence;
-    const conn = s.conn;
-    const wasOnline = s.state === 'online';
-    s.state = 'ended'; // nothing here acts on it any more; Redis keeps it for a resume elsewhere
-    this.store.remove(s);
-    s.endActivity();
-    s.conn = null;
-    if (conn) this.closeWith(conn, new GatewayError('GW_ERR_SHUTDOWN'));
-    if (!wasOnline || f === null || !this.cluster) return;
-    try {
-      await this.cluster.sessions.detach(f, 'shutdown');
-    } catch (e) {
-      this.log.warn({ sessionId: s.sessionId, err: (e as Error).message }, 'detach at shutdown not stored (Redis away)');
-    }
+    };
   }
 
   /**
@@ -1139,15 +609,8 @@ export class Gate {
       );
       step(drained ? 'in-flight requests finished' : 'in-flight requests cut off after grace');
     } else step('no requests in flight');
-    if (this.cluster) {
-      // Cluster mode (§5): sessions detach instead of ending, to resume on another gate.
-      const held = [...this.store.all()];
-      await Promise.allSettled(held.map((s) => this.detachForShutdown(s)));
-      step(`sessions detached (${held.length})`);
-    } else {
-      for (const s of [...this.store.all()]) this.endSession(s, 'shutdown', new GatewayError('GW_ERR_SHUTDOWN'));
-      step('sessions ended');
-    }
+    // Single node: every session ends; cluster mode (§5): they detach, to resume on another gate.
+    step(await this.sessions.shutdown());
     // A gate that never finished starting never told the backend anything: nothing to flush or withdraw.
     if (this.events && registered) {
       const ok = await this.events.flushed(flushMs);
@@ -1166,29 +629,10 @@ export class Gate {
       }
     }
     this.subs.unsubscribe();
-    await this.cluster?.close();
+    await this.sessions.close();
     await this.rpc?.close();
     this.backend?.close();
   }
-}
-
-/** A Redis failure as the error clients and the push API see (a GatewayError passes through). */
-function clusterUnavailable(e: unknown): GatewayError {
-  if (isGatewayError(e)) return e;
-  return new GatewayError('GW_ERR_CLUSTER_UNAVAILABLE', `Redis unavailable: ${(e as Error)?.message ?? String(e)}`, undefined, { cause: e });
-}
-
-/** The gateId part of a member id (`<gateId>~<hex>`). */
-export const gateIdOf = (member: string): string => {
-  const i = member.lastIndexOf('~');
-  return i === -1 ? member : member.slice(0, i);
-};
-
-/** Constant-time comparison, so response timing says nothing about a resume token. */
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** Status class or failure kind of an upstream outcome, for the per-route counter. */

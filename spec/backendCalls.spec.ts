@@ -89,7 +89,7 @@ describe('backend calls: POST /events', () => {
     const before = Date.now();
     const { c, sessionId, resumeToken } = await login(t, h, 'eve');
     await c.destroy();
-    await waitFor('eve detached', () => h.gate.gate.player('eve')?.state === 'detached', WAIT_MS);
+    await waitFor('eve detached', () => h.gate.gate.sessions.player('eve')?.state === 'detached', WAIT_MS);
     const c2 = await connectTcp(h.tcpPort);
     t.after(() => c2.destroy());
     const w = await c2.hello({ token: 'eve', resume: { sessionId, resumeToken, lastSeq: 0 } });
@@ -130,7 +130,7 @@ describe('backend calls: POST /events', () => {
     const clients = [];
     for (const p of players) clients.push((await login(t, h, p)).c);
     for (const c of clients) await c.destroy(); // detached
-    for (const p of players) await waitFor(`${p} detached`, () => h.gate.gate.player(p)?.state === 'detached', WAIT_MS);
+    for (const p of players) await waitFor(`${p} detached`, () => h.gate.gate.sessions.player(p)?.state === 'detached', WAIT_MS);
     for (const p of players) {
       const c = await connectTcp(h.tcpPort);
       t.after(() => c.destroy());

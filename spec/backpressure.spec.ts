@@ -93,11 +93,11 @@ describe('backpressure', () => {
     const c = await connectTcp(h.tcpPort);
     const w = await c.hello({ token: 'writer-1' });
     for (let s = 1; s <= 4; s++) c.request(1, s, Buffer.from('hold'));
-    await waitFor('link paused', () => h.gate.gate.store.byPlayer('writer-1')?.pausedLink != null);
+    await waitFor('link paused', () => h.gate.gate.sessions.store.byPlayer('writer-1')?.pausedLink != null);
     for (let s = 5; s <= 12; s++) c.request(1, s, Buffer.from(`v${s}`));
     c.send(frame(FrameType.PING, 77));
     await waitFor('first held call', () => release.length >= 1);
-    assert.equal(h.gate.gate.store.byPlayer('writer-1')!.unanswered, 4, 'nothing past the bound was read');
+    assert.equal(h.gate.gate.sessions.store.byPlayer('writer-1')!.unanswered, 4, 'nothing past the bound was read');
     let released = 0;
     const pong = c.next((f) => f.type === FrameType.PONG && f.seq === 77, 10_000).then(() => released);
     // Answer the held calls one by one (player concurrency 1: the next reaches the backend after).
@@ -108,7 +108,7 @@ describe('backpressure', () => {
     }
     assert.ok((await pong) >= 2, 'the PING sent while paused was read only after answers drained');
     for (let s = 5; s <= 12; s++) assert.equal((await c.next((f) => f.type === FrameType.RESPONSE && f.seq === s)).body.toString(), `v${s}`);
-    assert.equal(h.gate.gate.store.byPlayer(w.playerId)!.pausedLink, null);
+    assert.equal(h.gate.gate.sessions.store.byPlayer(w.playerId)!.pausedLink, null);
     release.length = 0;
     await c.close();
   });

@@ -108,7 +108,7 @@ for (const t of TRANSPORTS) {
         assert.ok(took >= 550, `closed after ${took}ms of silence, before 3x heartbeat (600ms)`);
         const p = await waitFor(
           'the player to be detached',
-          () => h.gate.gate.player('silent')?.state === 'detached' && h.gate.gate.player('silent'),
+          () => h.gate.gate.sessions.player('silent')?.state === 'detached' && h.gate.gate.sessions.player('silent'),
           WAIT_MS,
         );
         assert.equal(p.sessionId, w.sessionId);

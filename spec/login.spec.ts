@@ -103,7 +103,7 @@ for (const t of TRANSPORTS) {
         withGate({ auth: 'upstream' }, (req) => (req.path === '/connect' ? { status: 401, body: { error: 'nope' } } : defaultHandler(req)), async (h) => {
           const c = await open(h, t);
           assert.equal((await expectBye(c, { token: 'bad' })).code, 'auth_failed');
-          assert.equal(h.gate.gate.store.size, 0, 'a refused login must not leave a session');
+          assert.equal(h.gate.gate.sessions.store.size, 0, 'a refused login must not leave a session');
         }));
 
       it('should answer BYE auth_failed when the backend is down', () =>

@@ -37,7 +37,7 @@ const nextPush = (c: TestClient): Promise<Frame> => c.next(isPush, WAIT_MS);
 
 /** Waits until the gate (in-process) sees the player's session in `state`. */
 const untilState = (h: Harness, playerId: string, state: 'online' | 'detached'): Promise<unknown> =>
-  waitFor(`player ${playerId} to be ${state}`, () => h.gate.gate.player(playerId)?.state === state, WAIT_MS);
+  waitFor(`player ${playerId} to be ${state}`, () => h.gate.gate.sessions.player(playerId)?.state === state, WAIT_MS);
 
 /** The sum of every sample of a metric (all label sets) in Prometheus text. */
 function metricSum(text: string, name: string): number {
@@ -124,11 +124,11 @@ describe('push API: /v1/push', () => {
     assert.equal(before.body.buffered, 3);
     assert.equal(before.body.pushSeq, 3);
     c.send({ type: FrameType.ACK, flags: 0, route: 0, seq: 2, body: Buffer.alloc(0) });
-    await waitFor('the ACK to trim the buffer to 1', () => h.gate.gate.player('dave')?.buffered === 1, WAIT_MS);
+    await waitFor('the ACK to trim the buffer to 1', () => h.gate.gate.sessions.player('dave')?.buffered === 1, WAIT_MS);
     const after = await api(h, 'GET', '/v1/players/dave');
     assert.equal(after.body.buffered, 1);
     c.send({ type: FrameType.ACK, flags: 0, route: 0, seq: 3, body: Buffer.alloc(0) });
-    await waitFor('the ACK to empty the buffer', () => h.gate.gate.player('dave')?.buffered === 0, WAIT_MS);
+    await waitFor('the ACK to empty the buffer', () => h.gate.gate.sessions.player('dave')?.buffered === 0, WAIT_MS);
     assert.equal((await api(h, 'GET', '/v1/players/dave')).body.buffered, 0);
   });
 });
@@ -147,7 +147,7 @@ describe('push API: a push id makes a retried POST safe', () => {
     const plain = await api(h, 'POST', '/v1/push', { playerId: 'erin', route: 3, data: { n: 3 } });
     assert.deepEqual(plain.body, { seq: 3, status: 'sent' }, 'a push without an id is never deduplicated');
     assert.deepEqual([(await nextPush(c)).seq, (await nextPush(c)).seq, (await nextPush(c)).seq], [1, 2, 3]);
-    assert.equal(h.gate.gate.player('erin')?.pushSeq, 3);
+    assert.equal(h.gate.gate.sessions.player('erin')?.pushSeq, 3);
     const dup = (await metrics(h)).split('\n').find((l) => l.startsWith('gate_pushes_total{') && l.includes('status="duplicate"'));
     assert.ok(dup?.endsWith(' 1'), `gate_pushes_total{status="duplicate"} is 1: ${dup}`);
   });
@@ -174,7 +174,7 @@ describe('push API: a push id makes a retried POST safe', () => {
       { seq: 1, status: 'buffered', duplicate: true },
       { seq: 1, status: 'sent', duplicate: true },
     ]);
-    assert.deepEqual([h.gate.gate.player('a')?.pushSeq, h.gate.gate.player('b')?.buffered], [1, 1]);
+    assert.deepEqual([h.gate.gate.sessions.player('a')?.pushSeq, h.gate.gate.sessions.player('b')?.buffered], [1, 1]);
   });
 
   it('should refuse a bad id with 400 naming it', async (t) => {
@@ -188,7 +188,7 @@ describe('push API: a push id makes a retried POST safe', () => {
     const rb = await api(h, 'POST', '/v1/push/batch', { messages: [{ playerId: 'a', route: 1, data: 1, id: 3 }] });
     assert.equal(rb.status, 400);
     assert.match(rb.body.message, /messages\[0\]: id/);
-    assert.equal(h.gate.gate.player('a')?.pushSeq, 0, 'nothing was pushed');
+    assert.equal(h.gate.gate.sessions.player('a')?.pushSeq, 0, 'nothing was pushed');
   });
 });
 
@@ -247,7 +247,7 @@ describe('push API: /v1/push/batch and /v1/broadcast', () => {
     assert.deepEqual([r.status, r.body], [200, { sent: 1, buffered: 1, missing: 1 }]);
     const f = await nextPush(on);
     assert.deepEqual([f.route, f.seq, json(f)], [9, 1, { hi: 1 }]);
-    assert.equal(h.gate.gate.player('off')?.buffered, 1);
+    assert.equal(h.gate.gate.sessions.player('off')?.buffered, 1);
   });
 
   it('should broadcast to every session when playerIds is absent', async (t) => {
@@ -376,7 +376,7 @@ describe('push API: bearer key', () => {
       assert.equal(r.status, 401, `${path} without a key`);
     }
     assert.equal((await api(h, 'GET', '/%761/stats')).status, 401);
-    assert.equal(h.gate.gate.player('enc')?.pushSeq, 0, 'nothing was pushed without the key');
+    assert.equal(h.gate.gate.sessions.player('enc')?.pushSeq, 0, 'nothing was pushed without the key');
   });
 });
 
@@ -403,7 +403,7 @@ describe('push API: malformed input', () => {
     assert.match((await bad(h, { playerId: 'a', route: 1, body64: '!!not base64!!' })).message, /body64/);
     assert.match((await bad(h, { playerId: 'a', route: 1 })).message, /data|body64/);
     assert.match((await bad(h, { route: 1, data: 1 })).message, /playerId/);
-    assert.equal(h.gate.gate.player('a')?.pushSeq, 0, 'nothing was pushed');
+    assert.equal(h.gate.gate.sessions.player('a')?.pushSeq, 0, 'nothing was pushed');
   });
 
   it('should read a JSON body whatever its content type (curl -d sends form-urlencoded)', async (t) => {
@@ -416,7 +416,7 @@ describe('push API: malformed input', () => {
     }
     const none = await fetch(`${h.apiUrl}/v1/push`, { method: 'POST', body: new Uint8Array(Buffer.from(msg)) });
     assert.equal(none.status, 200, 'no content-type at all');
-    assert.equal(h.gate.gate.player('ct')?.pushSeq, 4);
+    assert.equal(h.gate.gate.sessions.player('ct')?.pushSeq, 4);
     const broken = await api(h, 'POST', '/v1/push', '{"playerId":', { 'content-type': 'text/plain' });
     assert.equal(broken.status, 400);
     assert.equal(typeof broken.body.message, 'string');
@@ -435,6 +435,6 @@ describe('push API: malformed input', () => {
     const r = await api(h, 'POST', '/v1/push', { playerId: 'a', route: 1, data: 'y'.repeat(MAX_FRAME) });
     assert.equal(r.status, 400);
     assert.equal(r.body.error, 'frame_too_large');
-    assert.equal(h.gate.gate.player('a')?.pushSeq, 0);
+    assert.equal(h.gate.gate.sessions.player('a')?.pushSeq, 0);
   });
 });

@@ -59,7 +59,7 @@ describe('shutdown: in process', () => {
     t.after(() => gone.destroy());
     await gone.hello({ token: 'c' });
     await gone.destroy();
-    await waitFor('c detached', () => h.gate.gate.player('c')?.state === 'detached', WAIT_MS);
+    await waitFor('c detached', () => h.gate.gate.sessions.player('c')?.state === 'detached', WAIT_MS);
 
     a.request(SLOW_ROUTE, 1, Buffer.from('go'));
     const rpc = await h.backend.waitForCall((c) => pathOf(c) === `/rpc/${SLOW_ROUTE}`, 'the slow request upstream', WAIT_MS);

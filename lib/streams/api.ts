@@ -3,7 +3,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import type { HostPort } from '../config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
-import type { Gate, PushResult } from '../gate.js';
+import type { Gate } from '../gate.js';
+import type { PushResult } from '../session/sessions.js';
 import { formatAddress } from './listeners.js';
 
 /** Largest API request body (§4): past it, 413. */
@@ -121,7 +122,7 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
 
   app.post('/v1/push', async (req, reply) => {
     const p = parsePush(body(req), '', maxFrame);
-    const r = await gate.push(p.playerId, p.route, p.body, p.id);
+    const r = await gate.sessions.push(p.playerId, p.route, p.body, p.id);
     if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
     return r;
   });
@@ -133,7 +134,7 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
     // Validate all first: a malformed batch delivers nothing, so a retry cannot duplicate.
     const pushes = b.messages.map((m, i) => parsePush(m, `messages[${i}]: `, maxFrame));
     // In cluster mode the pushes of one batch go to Redis in one pipeline (auto-pipelining), in order.
-    const results = await gate.pushMany(pushes);
+    const results = await gate.sessions.pushMany(pushes);
     return { results: results.map((r) => r ?? { error: 'player_not_found' }) };
   });
 
@@ -150,14 +151,12 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
       else buffered++;
     };
     if (b.playerIds === undefined) {
-      if (!gate.cluster) for (const s of [...gate.store.all()]) count(gate.pushTo(s, route, payload));
-      // Cluster-wide: every session in Redis, a SCAN page (one pipeline of pushes) at a time.
-      else for await (const page of gate.playerPages()) for (const r of await gate.pushMany(page.map((playerId) => ({ playerId, route, body: payload })))) if (r) count(r);
+      await gate.sessions.broadcast(route, payload, count);
     } else {
       if (!Array.isArray(b.playerIds)) throw badRequest('playerIds must be an array of strings');
       if (b.playerIds.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} playerIds per broadcast`);
       const ids = b.playerIds.map((id, i) => parsePlayerId(id, `playerIds[${i}]: `));
-      for (const r of await gate.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) count(r);
+      for (const r of await gate.sessions.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) count(r);
     }
     return { sent, buffered, missing };
   });
@@ -166,21 +165,21 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
     const b = body(req);
     const playerId = parsePlayerId(b.playerId, '');
     if (b.reason !== undefined && typeof b.reason !== 'string') throw badRequest('reason must be a string');
-    if (!(await gate.kick(playerId, b.reason))) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
+    if (!(await gate.sessions.kick(playerId, b.reason))) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
     return { kicked: true };
   });
 
   app.get<{ Params: { playerId: string } }>('/v1/players/:playerId', async (req, reply) => {
-    const info = await gate.findPlayer(req.params.playerId);
+    const info = await gate.sessions.findPlayer(req.params.playerId);
     if (!info) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${req.params.playerId}` });
     return info;
   });
 
   app.get('/v1/stats', async () => gate.statsAll());
-  app.get('/v1/gates', async () => ({ gates: await gate.gates() }));
+  app.get('/v1/gates', async () => ({ gates: await gate.sessions.gates() }));
   app.get('/healthz', () => ({ ok: true }));
   // Not ready while starting, shutting down, or (cluster mode) while Redis is unreachable.
-  app.get('/readyz', (_req, reply) => (gate.ready && (gate.cluster?.up ?? true) ? { ready: true } : reply.code(503).send({ ready: false })));
+  app.get('/readyz', (_req, reply) => (gate.ready && gate.sessions.up ? { ready: true } : reply.code(503).send({ ready: false })));
   app.get('/metrics', async (_req, reply) => {
     // At the open-file limit the process collectors throw (EMFILE): the gate's own metrics still answer.
     const text = await gate.metrics.text((e) => logger.warn({ err: (e as Error).message }, 'process metrics unavailable'));
