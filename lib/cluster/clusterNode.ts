@@ -71,6 +71,18 @@ const BEAT_MS = 1_000;
 /** Beats a member may miss before another declares it dead. */
 const DEAD_AFTER_BEATS = 3;
 
+/** The decimal number in msg[from, to); -1 unless it is one (digits only, at most 15 of them). */
+function digits(msg: Buffer, from: number, to: number): number {
+  if (to <= from || to - from > 15) return -1;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = msg[i]! - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
 const REPLACED_HERE = (): GatewayError => new GatewayError('GW_ERR_REPLACED', 'session resumed on another gate');
 
 export class ClusterNode {
@@ -265,6 +277,19 @@ export class ClusterNode {
       return;
     }
     const nl = msg.indexOf(10);
+    if (msg[0] === 0x50 /* P */ && msg[1] === 0x20) {
+      // The hot one (a push): parsed in place, without splitting a line into strings.
+      const end = nl === -1 ? msg.length : nl;
+      const sp = msg.indexOf(0x20, 2);
+      if (sp !== -1 && sp < end) {
+        const seq = digits(msg, sp + 1, end);
+        const el = nl === -1 ? null : msg.subarray(nl + 1);
+        // Copied: the body must not pin the subscriber's receive buffer.
+        const push = el !== null && el.length >= 2 ? { seq, route: el.readUInt16BE(0), body: Buffer.from(el.subarray(2)) } : null;
+        if (seq > 0 && !this.closing) this.apply({ kind: 'push', sessionId: msg.toString('utf8', 2, sp), seq, push });
+        if (seq > 0) return;
+      }
+    }
     const line = msg.toString('utf8', 0, nl === -1 ? msg.length : nl);
     const head = line.split(' ', 3);
     const [kind, sessionId = '', arg = ''] = head;

@@ -292,14 +292,20 @@ export class RedisSessions {
    */
   async pushMany(ps: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): Promise<PushResult[]> {
     if (ps.length === 0) return [];
-    const args: ScriptArg[] = [epochKey(this.prefix), this.prefix, this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, NOTICE_INLINE_MAX];
-    for (const p of ps) {
-      if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.push: route must be 0..${ROUTE_MAX}`);
-      if (p.id === '') throw new TypeError('RedisSessions.push: id must be non-empty when given');
-      args.push(p.playerId, encodePush(p.route, p.body), p.id ?? '');
+    const r = await this.call('pushMany', [epochKey(this.prefix), this.prefix, this.bufferMax, this.bufferMaxBytes, this.pushIdsMax, NOTICE_INLINE_MAX, packPushes(ps)]);
+    const owners = r.length - 6 * ps.length;
+    const out: PushResult[] = new Array<PushResult>(ps.length);
+    for (let i = 0, k = 0; i < ps.length; i++, k += 6) {
+      const st = int(r[k]);
+      if (st === 0) {
+        out[i] = UNKNOWN;
+        continue;
+      }
+      const o = int(r[k + 2]);
+      if (st > 2 || o < 0 || o > owners) throw new Error(`RedisSessions: script pushMany answered status ${st}, owner ${o}`);
+      out[i] = { kind: 'ok', seq: int(r[k + 1]), duplicate: st === 2, dropped: int(r[k + 4]), owner: o === 0 ? null : text(r[6 * ps.length + o - 1]), state: int(r[k + 3]) === 1 ? 'online' : 'detached', notified: int(r[k + 5]) > 0 };
     }
-    const r = await this.call('pushMany', args);
-    return r.map((x) => pushReply(x as unknown[]));
+    return out;
   }
 
   /**
@@ -587,12 +593,6 @@ function verdict(r: readonly unknown[], seq: number): ClusterVerdict {
 }
 
 /** One push's reply: {status, seq, owner, state, dropped, notified}. */
-function pushReply(r: readonly unknown[]): PushResult {
-  const st = status(r, 'push', 'OK', 'DUP', 'UNKNOWN');
-  if (st === 'UNKNOWN') return UNKNOWN;
-  return { kind: 'ok', seq: int(r[1]), duplicate: st === 'DUP', dropped: int(r[4]), owner: text(r[2]) || null, state: sessionStatus(text(r[3])), notified: int(r[5]) > 0 };
-}
-
 /** (pid, sid) pairs from element `from` of a script reply on. */
 function pairs(r: readonly unknown[], from: number): { playerId: string; sessionId: string }[] {
   const out: { playerId: string; sessionId: string }[] = [];
@@ -606,12 +606,34 @@ const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, (c) => `\\${c}
 /** The resume token as Redis keeps it: its sha256, so a read of Redis cannot resume anyone. */
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');
 
-/** A list element: u16 route ‖ body. */
-function encodePush(route: number, body: Buffer): Buffer {
-  const el = Buffer.allocUnsafe(2 + body.length);
-  el.writeUInt16BE(route, 0);
-  body.copy(el, 2);
-  return el;
+/**
+ * pushMany's one argument: per push u16 length ‖ playerId, u16 length ‖ id, u32 length ‖ element
+ * (the list element: u16 route ‖ body). One allocation for the whole batch.
+ */
+function packPushes(ps: readonly { playerId: string; route: number; body: Buffer; id?: string | undefined }[]): Buffer {
+  let size = 0;
+  for (const p of ps) {
+    if (!Number.isInteger(p.route) || p.route < 0 || p.route > ROUTE_MAX) throw new TypeError(`RedisSessions.push: route must be 0..${ROUTE_MAX}`);
+    if (p.id === '') throw new TypeError('RedisSessions.push: id must be non-empty when given');
+    const pl = Buffer.byteLength(p.playerId);
+    const il = p.id === undefined ? 0 : Buffer.byteLength(p.id);
+    if (pl > 0xffff || il > 0xffff) throw new TypeError('RedisSessions.push: playerId and id must be under 64 KiB');
+    size += 2 + pl + 2 + il + 4 + 2 + p.body.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const p of ps) {
+    const pl = out.write(p.playerId, at + 2);
+    out.writeUInt16BE(pl, at);
+    at += 2 + pl;
+    const il = p.id === undefined ? 0 : out.write(p.id, at + 2);
+    out.writeUInt16BE(il, at);
+    at += 2 + il;
+    out.writeUInt32BE(2 + p.body.length, at);
+    out.writeUInt16BE(p.route, at + 4);
+    at += 6 + p.body.copy(out, at + 6);
+  }
+  return out;
 }
 
 /** List elements back to pushes numbered from `first`; bodies copied, so none holds on to a reply buffer. */
