@@ -13,6 +13,7 @@ import {
   hasTaskset,
   openFileLimit,
   pinSelf,
+  spawnBaselineLogin,
   spawnGate,
   spawnTrivialBackend,
   table,
@@ -26,6 +27,7 @@ import { CYCLE_TIMEOUT_MS, churnOk, churnRows, runChurn, type ChurnResult } from
 import { memoryRows, metricsSource, probeSource, runMemory, type MemoryResult } from './bench/memory.js';
 import { pushOk, pushRows, runPush, type PushResult } from './bench/push.js';
 import { requestOk, requestRows, runRequest, type RequestResult } from './bench/request.js';
+import { runStorm, stormOk, stormRows, type StormResult } from './bench/storm.js';
 import { DEFAULT_OUT, SUITE_PARTS, runSuite, suiteTable } from './bench/suite.js';
 
 export { spawnGate } from './bench/common.js';
@@ -51,7 +53,7 @@ function buildCommand(io: Io): Command {
     .allowExcessArguments(false)
     .configureOutput({ writeErr: () => undefined, writeOut: (s) => io.stdout.write(s) })
     .helpOption('-h, --help', 'show the options')
-    .addOption(new Option('--scenario <name>', 'request | push | memory | churn | chaos').default('request'))
+    .addOption(new Option('--scenario <name>', 'request | push | memory | churn | chaos | storm').default('request'))
     .addOption(new Option('--transport <t>', 'tcp | ws').default('tcp'))
     .addOption(new Option('--tcp <host:port>', "a running gate's TCP address (default: spawn gate serve)"))
     .addOption(new Option('--ws <host:port>', "a running gate's WebSocket address (default: spawn gate serve)"))
@@ -71,7 +73,9 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--batch <n>', 'push: messages per /v1/push/batch').default('1000'))
     .addOption(new Option('--via <v>', 'push: batch (/v1/push/batch) | broadcast (/v1/broadcast to every session)').default('batch'))
     .addOption(new Option('--api-inflight <n>', 'push: API calls in flight').default('4'))
-    .addOption(new Option('--settle <d>', 'memory: wait before each sample').default('1500ms'))
+    .addOption(new Option('--settle <d>', 'memory: wait before each sample; storm: after the last WELCOME, before the RSS sample (default 3s)').default('1500ms'))
+    .addOption(new Option('--window <n>', 'storm: logins (and resumes) in flight at once').default('500'))
+    .addOption(new Option('--baseline', 'storm: against the plain-Node login baseline (bench/baselineLogin.js) instead of a gate'))
     .addOption(new Option('--cycles <n>', `churn: connect / HELLO / REQUEST / BYE logout / close cycles (each at most ${CYCLE_TIMEOUT_MS / 1000} s)`).default('10000'))
     .addOption(new Option('--concurrency <n>', 'churn: cycles running at once').default('50'))
     .addOption(new Option('--gates <n>', 'chaos: gate processes (cluster mode)').default('2'))
@@ -172,7 +176,7 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       return 0;
     }
 
-    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory', 'churn', 'chaos'] as const);
+    const scenario = oneOf('scenario', v.scenario, ['request', 'push', 'memory', 'churn', 'chaos', 'storm'] as const);
     if (scenario === 'chaos') {
       if (v.tcp !== undefined || v.ws !== undefined) throw new UsageError('--scenario chaos starts its own gates (and Redis): no --tcp/--ws');
       const single = v.single === true;
@@ -216,10 +220,12 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     const given = tcp ?? ws;
     if (given && transport === 'tcp' && !tcp) throw new UsageError('--transport tcp needs --tcp host:port of the running gate');
     if (given && transport === 'ws' && !ws) throw new UsageError('--transport ws needs --ws host:port of the running gate');
-    if (given && (scenario === 'push' || scenario === 'churn') && !api) throw new UsageError(`--scenario ${scenario} against a running gate needs --api host:port`);
+    if (v.baseline === true && scenario !== 'storm') throw new UsageError(`--baseline: only for --scenario storm, not ${scenario}`);
+    if (v.baseline === true && given) throw new UsageError('--baseline spawns the login baseline: no --tcp/--ws');
+    if (given && (scenario === 'push' || scenario === 'churn' || scenario === 'storm') && !api) throw new UsageError(`--scenario ${scenario} against a running gate needs --api host:port`);
     if (given && (typeof v.upstream === 'string' || cmd.getOptionValueSource('backend') === 'cli'))
       throw new UsageError('--upstream and --backend choose the backend of a gate bench spawns; they do not apply with --tcp/--ws');
-    const defaultConnections = scenario === 'memory' ? 1000 : 100;
+    const defaultConnections = scenario === 'memory' ? 1000 : scenario === 'storm' ? 15_000 : 100;
     const connections = v.connections === undefined ? defaultConnections : parseInt10('connections', String(v.connections), 1);
     const cycles = parseInt10('cycles', String(v.cycles), 1);
     if (cycles > MAX_CYCLES) throw new UsageError(`--cycles: at most ${MAX_CYCLES}`);
@@ -245,7 +251,11 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       else io.stderr.write('gate bench: taskset not available; not pinning\n');
     }
     let gate: GateChild | null = null;
-    if (!given) {
+    let baseline: (Child & { tcp: HostPort; ws: HostPort }) | null = null;
+    if (v.baseline === true) {
+      baseline = await spawnBaselineLogin(server);
+      children.push(baseline);
+    } else if (!given) {
       let up = upstream;
       // churn runs against the trivial backend unless --backend says otherwise.
       const kind = scenario === 'churn' && cmd.getOptionValueSource('backend') !== 'cli' ? 'trivial' : backendKind;
@@ -258,13 +268,30 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       gate = await spawnGate(up, { ...server, nodeFlags: flags });
       children.push(gate);
     }
-    const at: HostPort = gate ? (transport === 'tcp' ? gate.tcp : gate.ws) : transport === 'tcp' ? tcp! : ws!;
-    const serverPid = gate?.pid;
+    const spawned = gate ?? baseline;
+    const at: HostPort = spawned ? (transport === 'tcp' ? spawned.tcp : spawned.ws) : transport === 'tcp' ? tcp! : ws!;
+    const serverPid = spawned?.pid;
 
     let ok: boolean;
     let rows: [string, string][];
-    let result: RequestResult | PushResult | MemoryResult | ChurnResult;
-    if (scenario === 'request') {
+    let result: RequestResult | PushResult | MemoryResult | ChurnResult | StormResult;
+    if (scenario === 'storm') {
+      const r = await runStorm({
+        transport,
+        at,
+        api: gate ? gate.api : baseline ? null : api,
+        apiKey,
+        clients: connections,
+        window: parseInt10('window', String(v.window), 1),
+        settleMs: cmd.getOptionValueSource('settle') === 'cli' ? settleMs : 3_000,
+        serverPid: serverPid ?? null,
+        progress,
+        log,
+      });
+      result = r;
+      rows = stormRows(r);
+      ok = stormOk(r);
+    } else if (scenario === 'request') {
       const r = await runRequest({ transport, at, connections, inflight, rate, bodyBytes: size, route, durationMs, requests, warmupMs, verify: v.verify === true, progress, log, serverPid });
       result = r;
       rows = requestRows(r);

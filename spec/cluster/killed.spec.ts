@@ -7,7 +7,10 @@
  *    (detached, gate_lost), the call is answered OUTCOME_UNKNOWN and never run again, and the
  *    backend's events stay complete and in order although the gate that wrote some of them died;
  * 3. the gate holding a player and the gate taking the push POSTs are both SIGKILLed: every
- *    acknowledged push is replayed on the survivor, once, in order.
+ *    acknowledged push is replayed on the survivor, once, in order;
+ * 4. a gate frozen (SIGSTOP) for more than 3 beats is declared dead while it still lives: when it
+ *    wakes it lets its links go (its old fences change nothing), rejoins, and serves the resume of
+ *    its own former player with the push stored meanwhile.
  *
  * Every gate is a real process (the CLI); a gate that quietly ran single-node fails, since each
  * member's `listening` line must name its member id.
@@ -15,11 +18,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FrameType } from '../../lib/frame.js';
-import { WAIT_MS, call, login, nextPrefix, nextPush, push, resume, startMember, type Member } from '../helpers/cluster.js';
+import { WAIT_MS, call, login, nextPrefix, nextPush, push, pushData as pushDataOf, resume, startMember, type Member } from '../helpers/cluster.js';
 import { startFakeBackend, type FakeBackend } from '../helpers/fakeBackend.js';
 import { startRedis, type RedisServer } from '../helpers/redisServer.js';
 import { json, type TestClient } from '../helpers/testClient.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, waitForAsync } from '../helpers/wait.js';
 
 describe('cluster mode: gates killed with SIGKILL', () => {
   let redis: RedisServer;
@@ -155,5 +158,33 @@ describe('cluster mode: gates killed with SIGKILL', () => {
     while (replay.length < 100 - lastSeq) replay.push((await nextPush(r.c)).seq);
     assert.deepEqual(replay, Array.from({ length: 100 - lastSeq }, (_, k) => lastSeq + 1 + k));
     assert.deepEqual([...new Set(acked)].sort((x, y) => x - y), Array.from({ length: 100 }, (_, k) => k + 1), 'every POST answered a distinct seq');
+  });
+
+  it('should let a gate declared dead while frozen close its links and rejoin', async () => {
+    const frozen = await startMember('gF', redis.url, prefix, backend.url);
+    members.push(frozen);
+    const { c, w } = await login(frozen, 'sleeper');
+    clients.push(c);
+    const pid = frozen.proc.child.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // The survivor reaps it after 3 silent beats: the session is detached (gate_lost), and a push is stored for it.
+      await waitFor('the frozen gate\'s session taken over', () => backend.events().some((e) => e.sessionId === w.sessionId && e.type === 'detached' && e.reason === 'gate_lost') || null, 15_000);
+      assert.equal((await push(e2, 'sleeper', 'while asleep')).body.status, 'buffered');
+      const listed = ((await call(e2, 'GET', '/v1/gates')).body.gates as { gateId: string }[]).map((g) => g.gateId);
+      assert.ok(!listed.includes('gF'), `a dead member is not listed: ${listed.join(', ')}`);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // Awake, it finds out at its next beat: its links go without a BYE (it no longer holds their sessions).
+    await frozen.proc.waitForLog('this gate was declared dead by another; closing its links and rejoining', WAIT_MS);
+    await waitFor('the woken gate to close the link', () => c.isClosed || null, WAIT_MS);
+    assert.equal(c.frames.filter((f) => f.type === FrameType.BYE).length, 0, 'no BYE: the session lives on, detached');
+    await waitForAsync('the woken gate back in /v1/gates', async () => ((await call(e2, 'GET', '/v1/gates')).body.gates as { gateId: string }[]).some((x) => x.gateId === 'gF'), WAIT_MS);
+    // It serves again: its former player resumes on it and gets what was pushed while it slept.
+    const r = await resume(frozen, w, 0);
+    clients.push(r.c);
+    assert.equal(r.w.resumed, true);
+    assert.equal(pushDataOf(await nextPush(r.c)), 'while asleep');
   });
 });

@@ -3,10 +3,9 @@
 // process's CPU (utime + stime from /proc, read when the measured phase starts and ends) per
 // answered request and per delivered push, the Redis commands each costs (INFO commandstats over
 // the same window), and Redis memory per idle logged-in session (used_memory before and after).
-import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { GateClient, tcpTransport } from '../../client/node.js';
-import { connectMany, median, sleep, spawnGate, type Child, type GateChild, type SpawnOptions } from './common.js';
+import { connectMany, cpuUs, median, sleep, spawnGate, type Child, type GateChild, type SpawnOptions } from './common.js';
 import { runPush, type PushResult } from './push.js';
 import { startRedis, type RedisServer } from './redisServer.js';
 import { runRequest, type RequestResult } from './request.js';
@@ -37,7 +36,6 @@ export interface ClusterFigure {
   readonly pass: boolean;
 }
 
-const TICK_US = 1_000_000 / 100;
 /** Resume figure: pushes waiting, and how many resumes give the percentiles. */
 const RESUME_PENDING = 100;
 const RESUME_SAMPLES = 50;
@@ -70,18 +68,6 @@ async function resumeElsewhere(a: GateChild, b: GateChild, player: string): Prom
   const ms = performance.now() - t0;
   await second.close();
   return ms;
-} // USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s
-
-/** CPU time of a process so far, µs (utime + stime). */
-function cpuUs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_US;
-  } catch {
-    return NaN;
-  }
 }
 
 /** Redis commands executed so far (INFO commandstats), without the INFO calls themselves. */

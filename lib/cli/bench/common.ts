@@ -78,6 +78,21 @@ export function openFileLimit(): number {
   return 20_000;
 }
 
+/** USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s. */
+const TICK_US = 1_000_000 / 100;
+
+/** CPU time of a process so far, µs (utime + stime); NaN when unreadable. */
+export function cpuUs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_US;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Resident set of a process, bytes, from /proc (Linux); null elsewhere or when gone. */
 export function rssBytes(pid: number | undefined): number | null {
   if (!pid) return null;
@@ -229,6 +244,7 @@ export const PATHS = {
   trivialBackend: here('../../../bench/trivialBackend.js'),
   baselineRelay: here('../../../bench/baselineRelay.js'),
   baselineFanout: here('../../../bench/baselineFanout.js'),
+  baselineLogin: here('../../../bench/baselineLogin.js'),
   memProbe: here('./memProbe.js'),
 };
 
@@ -268,6 +284,11 @@ export async function spawnBaselineRelay(backend: string, o: SpawnOptions): Prom
   return { ...c, tcp: parseAddr(String(c.info.tcp)) };
 }
 
+export async function spawnBaselineLogin(o: SpawnOptions): Promise<Child & { tcp: HostPort; ws: HostPort }> {
+  const c = await spawnChild('login', PATHS.baselineLogin, [], o, (j) => typeof j.tcp === 'string' && typeof j.ws === 'string');
+  return { ...c, tcp: parseAddr(String(c.info.tcp)), ws: parseAddr(String(c.info.ws)) };
+}
+
 export async function spawnBaselineFanout(o: SpawnOptions): Promise<Child & { tcp: HostPort; ws: HostPort; api: HostPort }> {
   const c = await spawnChild('fanout', PATHS.baselineFanout, [], o, (j) => typeof j.api === 'string');
   return { ...c, tcp: parseAddr(String(c.info.tcp)), ws: parseAddr(String(c.info.ws)), api: parseAddr(String(c.info.api)) };
@@ -294,6 +315,42 @@ export interface BenchClient {
   onClose: () => void;
   /** Set when the link closed or failed after login. */
   closed: boolean;
+  /** The WELCOME's body. */
+  welcome: WelcomeInfo;
+}
+
+/** What a bench client keeps of its WELCOME (a resume needs the first three). */
+export interface WelcomeInfo {
+  sessionId: string;
+  resumeToken: string;
+  lastSeq: number;
+  resumed: boolean;
+  heartbeatMs: number;
+}
+
+/** A login the server refused (its BYE or ERROR code), as opposed to a link that failed. */
+export class LoginRefused extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+const NO_WELCOME: WelcomeInfo = { sessionId: '', resumeToken: '', lastSeq: 0, resumed: false, heartbeatMs: 15_000 };
+
+function welcomeOf(body: Buffer): WelcomeInfo {
+  const w = JSON.parse(body.toString('utf8')) as Partial<WelcomeInfo>;
+  return { sessionId: String(w.sessionId), resumeToken: String(w.resumeToken), lastSeq: Number(w.lastSeq ?? 0), resumed: w.resumed === true, heartbeatMs: Number(w.heartbeatMs ?? 15_000) };
+}
+
+function codeIn(body: Buffer): string {
+  try {
+    return String((JSON.parse(body.toString('utf8')) as { code?: unknown }).code);
+  } catch {
+    return 'unknown';
+  }
 }
 
 /**
@@ -301,11 +358,11 @@ export interface BenchClient {
  * or timeout). Frame bodies passed to `onFrame` are views of a shared read buffer: valid only
  * during the call.
  */
-export function connectClient(transport: Transport, at: HostPort, index: number, timeoutMs = 15_000): Promise<BenchClient> {
+export function connectClient(transport: Transport, at: HostPort, index: number, timeoutMs = 15_000, o: { token?: string; resume?: { sessionId: string; resumeToken: string; lastSeq: number } } = {}): Promise<BenchClient> {
   if (!/^127\./.test(at.host) && at.host !== 'localhost') return Promise.reject(new Error(`bench clients only connect to 127.x addresses, not ${at.host}`));
   const localAddress = SOURCE_ADDRESSES[index % SOURCE_ADDRESSES.length]!;
-  const playerId = `bench-${index}`;
-  const hello = frame(FrameType.HELLO, 0, Buffer.from(JSON.stringify({ token: playerId })));
+  const playerId = o.token ?? `bench-${index}`;
+  const hello = frame(FrameType.HELLO, 0, Buffer.from(JSON.stringify(o.resume ? { token: playerId, resume: o.resume } : { token: playerId })));
   return new Promise((resolve, reject) => {
     let welcomed = false;
     const timer = setTimeout(() => fail(new Error(`client ${index}: no WELCOME within ${timeoutMs} ms`)), timeoutMs);
@@ -323,8 +380,14 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
       if (f.type === FrameType.WELCOME) {
         welcomed = true;
         clearTimeout(timer);
+        try {
+          client.welcome = welcomeOf(f.body);
+        } catch {
+          destroy();
+          return reject(new LoginRefused(`client ${index}: WELCOME body is not JSON`, 'bad_welcome'));
+        }
         resolve(client);
-      } else if (f.type === FrameType.BYE) fail(new Error(`client ${index}: login refused: ${f.body.toString()}`));
+      } else if (f.type === FrameType.BYE || f.type === FrameType.ERROR) fail(new LoginRefused(`client ${index}: login refused: ${f.body.toString()}`, `${f.type === FrameType.BYE ? 'BYE' : 'ERROR'} ${codeIn(f.body)}`));
     };
     if (transport === 'tcp') {
       // `onread` reads straight into one shared buffer, past the stream machinery: with
@@ -376,6 +439,7 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
         onFrame: () => undefined,
         onClose: () => undefined,
         closed: false,
+        welcome: NO_WELCOME,
         send: (f) => void socket.write(encodeFrame(f, true)),
         sendMany: (fs) => {
           if (fs.length === 1) return void socket.write(encodeFrame(fs[0]!, true));
@@ -400,6 +464,7 @@ export function connectClient(transport: Transport, at: HostPort, index: number,
         onFrame: () => undefined,
         onClose: () => undefined,
         closed: false,
+        welcome: NO_WELCOME,
         send: (f) => ws.send(encodeFrame(f, false)),
         sendMany: (fs) => {
           for (const f of fs) ws.send(encodeFrame(f, false));
