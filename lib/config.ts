@@ -53,11 +53,15 @@ export interface GateConfig {
   /** Worker processes sharing the listeners (`--procs`; `auto` = one per CPU). More than 1 needs --redis. */
   readonly procs: number;
   readonly logLevel: string;
+  /** --log-sample: session lifecycle lines logged per second at most (0 = all). */
+  readonly logSample: number;
   /** Grace for in-flight upstream calls on shutdown (§5: 10 s). */
   readonly shutdownGraceMs: number;
   /** Backend event batching: most events per POST /events, and most queued before the oldest are dropped. */
   readonly eventsBatchMax: number;
   readonly eventsQueueMax: number;
+  /** How long a quiet event queue's first event waits for others before its POST, ms. */
+  readonly eventsLingerMs: number;
   /** PUT /gates/{id} period (§3: 10 s). */
   readonly registerEveryMs: number;
   /** First and largest wait between failed POST /events, ms. */
@@ -116,6 +120,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'redis-prefix', kind: 'string', def: 'gate:', help: 'key prefix in Redis: gates on one Redis and prefix are one cluster' },
   { flag: 'procs', kind: 'string', def: '1', help: `worker processes sharing the ports: N (1..${MAX_PROCS}) or auto (one per CPU); more than 1 needs --redis` },
   { flag: 'log-level', kind: 'level', def: 'info', help: 'pino level: fatal|error|warn|info|debug|trace|silent' },
+  { flag: 'log-sample', kind: 'int', def: '100', min: 0, help: 'session lines (login, resumed, detached, ended) logged per second at most; the rest counted; 0 = all' },
 ];
 
 export const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -326,6 +331,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     requestWindowBytes: size('request-window-bytes'),
     maxConnections: int('max-connections'),
     playerQueueMax: int('player-queue-max'),
+    logSample: int('log-sample'),
     rateLimit: str('rate-limit') === null || raw['rate-limit']!.trim() === 'off' ? null : parseRate('rate-limit', raw['rate-limit']!),
     tlsCert,
     tlsKey,
@@ -336,6 +342,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     shutdownGraceMs: 10_000,
     eventsBatchMax: 100,
     eventsQueueMax: 10_000,
+    eventsLingerMs: 20,
     registerEveryMs: 10_000,
     eventsBackoffMs: 200,
     eventsBackoffMaxMs: 5_000,

@@ -25,6 +25,7 @@ import type { Connection } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
 import { CoarseScheduler } from './coarseScheduler.js';
+import { LogSampler } from './logSampler.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { requestPool } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
@@ -102,6 +103,7 @@ export class Gate {
   readonly metrics: Metrics;
   /** The session layer: this process's sessions (single node) or the cluster's, in Redis. */
   readonly sessions: Sessions;
+  private readonly sampler: LogSampler;
   readonly pool: WorkerPool;
   readonly events: EventQueue | null;
   /** Cluster mode: posts the cluster's event stream while this member holds its lease. */
@@ -188,14 +190,16 @@ export class Gate {
     const backend = this.backend;
     // Cluster mode: the scripts write the events into Redis and one member posts them (clusterEvents).
     this.events = backend && !cluster
-      ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, baseBackoffMs: cfg.eventsBackoffMs, maxBackoffMs: cfg.eventsBackoffMaxMs }, (err, attempt) =>
+      ? new EventQueue((batch) => backend.postEvents(batch), { batchMax: cfg.eventsBatchMax, queueMax: cfg.eventsQueueMax, lingerMs: cfg.eventsLingerMs, baseBackoffMs: cfg.eventsBackoffMs, maxBackoffMs: cfg.eventsBackoffMaxMs }, (err, attempt) =>
           this.log.warn({ err: (err as Error).message, attempt, queued: this.events?.length }, 'backend /events failed; retrying'),
         )
       : null;
+    this.sampler = new LogSampler(cfg.logSample, this.log, this.metrics.logSampledOut);
     const layer = {
       cfg,
       metrics: this.metrics,
       log: this.log,
+      sampler: this.sampler,
       auth: this.auth,
       events: this.events,
       idleScheduler: this.idleScheduler,
@@ -307,13 +311,13 @@ export class Gate {
    */
   private openLink(conn: Connection): void {
     this.metrics.connections.inc({ transport: conn.transport });
-    this.log.info({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
+    this.log.debug({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
     new Link(this, conn, this.jobSink).start();
   }
 
   /** @internal */
   closeWith(conn: Connection, err: GatewayError): void {
-    this.log.info({ connId: conn.id, code: err.code, reason: err.message }, 'closing connection');
+    this.log.debug({ connId: conn.id, code: err.code, reason: err.message }, 'closing connection');
     conn.close(err);
   }
 
@@ -333,7 +337,7 @@ export class Gate {
     conn.close(null);
     const s = st.session;
     if (s && s.conn === conn && s.state === 'online') this.sessions.detach(s, detachReason(err));
-    this.log.info({ connId: conn.id, playerId: s?.playerId, sessionId: s?.sessionId }, 'connection closed');
+    this.log.debug({ connId: conn.id, playerId: s?.playerId, sessionId: s?.sessionId }, 'connection closed');
   }
 
   /** Handles one frame; returns the REQUEST job to run upstream, or null. Throws to end the link. */
@@ -629,6 +633,7 @@ export class Gate {
       }
     }
     this.subs.unsubscribe();
+    this.sampler.flush();
     await this.sessions.close();
     await this.rpc?.close();
     this.backend?.close();

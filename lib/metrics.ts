@@ -212,6 +212,7 @@ export function createMetrics(gateId: string, src: MetricsSource) {
     }),
     protocolErrors: new Counter({ name: 'gate_protocol_errors_total', help: 'Connections closed for protocol errors', labelNames: ['code'] as const, registers: reg }),
     slowConsumers: new Counter({ name: 'gate_slow_consumers_total', help: 'Connections dropped past --outbound-max', registers: reg }),
+    logSampledOut: new Counter({ name: 'gate_log_sampled_out_total', help: 'Session log lines not written past --log-sample lines a second', labelNames: ['msg'] as const, registers: reg }),
     closes: new Counter({ name: 'gate_connection_closes_total', help: 'Connections closed by the gate, by BYE code', labelNames: ['code'] as const, registers: reg }),
     refused: new Counter({
       name: 'gate_connections_refused_total',

@@ -102,7 +102,7 @@ export class ClusterSessions extends Sessions {
     s.sentUpTo = res.upTo;
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
+    this.note.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
     c.attached(s);
     if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
     return true;
@@ -256,7 +256,7 @@ export class ClusterSessions extends Sessions {
     if (r.kind !== 'ok') return false;
     const local = this.store.bySession(r.sessionId);
     if (local) this.dropLocal(local, new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
-    this.log.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
+    this.note.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
     return true;
   }
 

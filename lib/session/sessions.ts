@@ -13,6 +13,7 @@ import type { Connection } from '../connection.js';
 import { GatewayError } from '../errors.js';
 import { FrameType, type Frame } from '../frame.js';
 import type { ConnState } from '../link.js';
+import type { LogSampler } from '../logSampler.js';
 import type { Metrics } from '../metrics.js';
 import { QuietWatch } from '../ops/idleTimeout.js';
 import { paceByCredit } from '../ops/paceByCredit.js';
@@ -67,6 +68,8 @@ export interface SessionsDeps {
   readonly cfg: GateConfig;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Session lifecycle lines go through it (--log-sample). */
+  readonly sampler: LogSampler;
   readonly auth: Authenticator;
   /** The backend's /events queue (single node); null without a backend or in cluster mode. */
   readonly events: EventQueue | null;
@@ -84,11 +87,14 @@ export class Sessions {
   protected readonly cfg: GateConfig;
   protected readonly metrics: Metrics;
   protected readonly log: Logger;
+  /** Session lifecycle lines: sampled under a storm (--log-sample). */
+  protected readonly note: LogSampler;
 
   constructor(protected readonly deps: SessionsDeps) {
     this.cfg = deps.cfg;
     this.metrics = deps.metrics;
     this.log = deps.log;
+    this.note = deps.sampler;
   }
 
   /** False while the shared store is unreachable (`/readyz`); always true on a single node. */
@@ -116,17 +122,16 @@ export class Sessions {
     const sessionId = randomUUID();
     const res = await this.deps.auth({ token: hello.token, sessionId, remoteAddress: conn.remoteAddress });
     if (!res.ok) {
-      this.log.info({ connId: conn.id, reason: res.reason }, 'login refused');
+      this.note.info({ connId: conn.id, reason: res.reason }, 'login refused');
       throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);
     }
     if (!conn.isOpen) return; // the link went away while the backend was deciding
     const resumeToken = newResumeToken();
     const claim = await this.claim(res.playerId, sessionId, resumeToken);
     const old = this.store.byPlayer(res.playerId);
-    const replaced = new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere');
     // A claim with a fence ended the old session in the shared store already: only the local part.
-    if (old && claim.fence !== null) this.dropLocal(old, replaced);
-    else if (old) this.endSession(old, 'replaced', replaced);
+    if (old && claim.fence !== null) this.dropLocal(old, new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
+    else if (old) this.endSession(old, 'replaced', new GatewayError('GW_ERR_REPLACED', 'logged in elsewhere'));
     const s = this.newSession(conn, res.playerId, sessionId, resumeToken, hello.compress);
     s.fence = claim.fence;
     this.store.add(s);
@@ -135,7 +140,7 @@ export class Sessions {
     this.watchIdle(s);
     this.sendWelcome(conn, s, false, false);
     this.emit('online', s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old || claim.replacedElsewhere }, 'login');
+    this.note.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old || claim.replacedElsewhere }, 'login');
     this.attached(s);
     // The link went away while the store answered: the session stays, detached, for a resume.
     if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
@@ -183,7 +188,7 @@ export class Sessions {
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
     this.emit('resumed', s);
-    this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap }, 'session resumed');
+    this.note.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap }, 'session resumed');
     return Promise.resolve(true);
   }
 
@@ -228,7 +233,7 @@ export class Sessions {
     s.conn = null;
     s.state = 'detached';
     this.emit('detached', s, reason);
-    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
+    this.note.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
   }
 
   /**
@@ -254,7 +259,7 @@ export class Sessions {
   endSession(s: Session, reason: string, err: GatewayError | null): void {
     if (s.state === 'ended') return;
     this.dropLocal(s, err);
-    this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
+    this.note.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
     this.ended(s, reason);
   }
 

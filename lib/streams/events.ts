@@ -25,6 +25,11 @@ export interface EventQueueConfig {
   batchMax: number;
   /** Most events waiting; past it the oldest are dropped (and counted). */
   queueMax: number;
+  /**
+   * How long the first event of a quiet spell waits for others before its POST goes, ms (0: at
+   * once). A login storm then posts a batch per linger instead of one or two events per POST.
+   */
+  lingerMs?: number;
   /** Backoff between failed posts, ms. */
   baseBackoffMs: number;
   maxBackoffMs: number;
@@ -33,7 +38,7 @@ export interface EventQueueConfig {
 
 /**
  * The backend event queue (§3 POST /events): FIFO, so events reach the backend in order per
- * player; batched; each batch retried with capped backoff until it lands. Bounded by
+ * player; batched (a quiet queue's first event lingers `lingerMs` for company); each batch retried with capped backoff until it lands. Bounded by
  * `queueMax` (oldest dropped first: a backend down for long enough loses the oldest events,
  * never the gate's memory).
  */
@@ -56,6 +61,7 @@ export class EventQueue {
   ) {
     const scheduler = cfg.scheduler ?? asyncScheduler;
     let attempt = 0;
+    const linger = cfg.lingerMs ?? 0;
     const postOnce$ = defer(() => {
       const batch = this.queue.slice(0, cfg.batchMax);
       const droppedBefore = this.dropped;
@@ -70,11 +76,15 @@ export class EventQueue {
         this.posted += n;
         this.changed.next();
       }),
-      repeat({ delay: () => (this.queue.length > 0 ? of(0) : EMPTY) }),
+      // More queued: a full batch goes at once, a partial one after the linger (a steady trickle
+      // of logins must not become one POST per event).
+      repeat({ delay: () => (this.queue.length === 0 ? EMPTY : this.queue.length >= cfg.batchMax || linger === 0 ? of(0) : timer(linger, scheduler)) }),
     );
+    // exhaustMap: kicks while a batch lingers or posts are ignored; `repeat` posts what came meanwhile.
+    const lingered$ = timer(linger, scheduler).pipe(exhaustMap(() => postOnce$));
     this.drain$ = this.kick.pipe(
       filter(() => this.queue.length > 0),
-      exhaustMap(() => postOnce$),
+      exhaustMap(() => (linger === 0 || this.queue.length >= cfg.batchMax ? postOnce$ : lingered$)),
       filter(() => false),
     ) as Observable<never>;
   }
