@@ -11,7 +11,9 @@ import {
   map,
   merge,
   of,
+  race,
   repeat,
+  take,
   tap,
   timer,
   type Observable,
@@ -62,6 +64,8 @@ export class EventQueue {
     const scheduler = cfg.scheduler ?? asyncScheduler;
     let attempt = 0;
     const linger = cfg.lingerMs ?? 0;
+    // A linger ends early once a full batch is queued.
+    const lingerOver$ = defer(() => race(timer(linger, scheduler), this.kick.pipe(filter(() => this.queue.length >= cfg.batchMax))).pipe(take(1)));
     const postOnce$ = defer(() => {
       const batch = this.queue.slice(0, cfg.batchMax);
       const droppedBefore = this.dropped;
@@ -78,10 +82,10 @@ export class EventQueue {
       }),
       // More queued: a full batch goes at once, a partial one after the linger (a steady trickle
       // of logins must not become one POST per event).
-      repeat({ delay: () => (this.queue.length === 0 ? EMPTY : this.queue.length >= cfg.batchMax || linger === 0 ? of(0) : timer(linger, scheduler)) }),
+      repeat({ delay: () => (this.queue.length === 0 ? EMPTY : this.queue.length >= cfg.batchMax || linger === 0 ? of(0) : lingerOver$) }),
     );
     // exhaustMap: kicks while a batch lingers or posts are ignored; `repeat` posts what came meanwhile.
-    const lingered$ = timer(linger, scheduler).pipe(exhaustMap(() => postOnce$));
+    const lingered$ = lingerOver$.pipe(exhaustMap(() => postOnce$));
     this.drain$ = this.kick.pipe(
       filter(() => this.queue.length > 0),
       exhaustMap(() => (linger === 0 || this.queue.length >= cfg.batchMax ? postOnce$ : lingered$)),
