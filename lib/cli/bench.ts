@@ -93,6 +93,7 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--only <parts>', `suite: comma-separated subset of ${SUITE_PARTS.join(',')}`))
     .addOption(new Option('--push-clients <n>', 'suite: clients of the push fan-out').default('10000'))
     .addOption(new Option('--memory-clients <n>', 'suite: idle clients of the memory figure').default('5000'))
+    .addOption(new Option('--storm-clients <n>', 'suite: clients of the login storm').default('15000'))
     .addOption(new Option('--no-pin', 'suite: do not pin'))
     .addOption(new Option('--out <file>', 'suite: where the JSON goes').default(DEFAULT_OUT));
 }
@@ -154,7 +155,8 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       const only = typeof v.only === 'string' ? v.only.split(',').map((p) => oneOf('only', p.trim(), SUITE_PARTS)) : [...SUITE_PARTS];
       const pushClients = parseInt10('push-clients', String(v.pushClients), 1);
       const memoryClients = parseInt10('memory-clients', String(v.memoryClients), 1);
-      checkFiles(Math.max(pushClients, memoryClients), true);
+      const stormClients = parseInt10('storm-clients', String(v.stormClients), 1);
+      checkFiles(Math.max(pushClients, memoryClients, stormClients), true);
       // The suite's own defaults: 5 s measured after 1 s of warm-up, unless given.
       const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
       const r = await runSuite({
@@ -168,6 +170,8 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
         pushClients,
         pushBatch: parseInt10('batch', String(v.batch), 1),
         memoryClients,
+        stormClients,
+        stormWindow: parseInt10('window', String(v.window), 1),
         progress,
         log,
         outFile: typeof v.out === 'string' && v.out !== '' ? v.out : null,

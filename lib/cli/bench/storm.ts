@@ -1,7 +1,8 @@
 // The `storm` scenario (issue 11): what a gate restart or a load-balancer failover does to a gate.
 // N clients (source addresses 127.0.0.1–4) log in `window` at a time; once every one has its
 // WELCOME and the server has settled, every link is cut at once and every client resumes its
-// session, `window` at a time. Per phase: logins (or resumes) per second, time from dial to
+// session, `window` at a time. Links are cut with a TCP reset (as a dropped network or a dead
+// balancer does), which also leaves no client port in TIME_WAIT to slow the next run. Per phase: logins (or resumes) per second, time from dial to
 // WELCOME, errors by code, and the server's CPU; plus the server's RSS before, after the logins
 // and per connection, as the machine pays it (VmRSS, no forced GC).
 import { request } from 'undici';
@@ -107,7 +108,7 @@ async function phase(
         const c = await dial(i);
         const bad = accept(c);
         if (bad !== null) {
-          c.close();
+          c.reset();
           errors++;
           errorCodes[bad] = (errorCodes[bad] ?? 0) + 1;
           continue;
@@ -179,7 +180,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const rssAfterLogin = rssBytes(pid);
     // The storm: every link cut at once, as a restart or failover would.
     const sessions = clients.map((c) => (c ? { token: c.playerId, resume: { sessionId: c.welcome.sessionId, resumeToken: c.welcome.resumeToken, lastSeq: c.welcome.lastSeq } } : null));
-    for (const c of clients) c?.close();
+    for (const c of clients) c?.reset();
     clients.fill(null);
     const detachMs = await allDetached(o);
     const resumed: (BenchClient | null)[] = clients;
@@ -210,7 +211,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     };
   } finally {
     clearInterval(keepAlive);
-    for (const c of clients) c?.close();
+    for (const c of clients) c?.reset();
   }
 }
 

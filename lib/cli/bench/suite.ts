@@ -12,6 +12,7 @@ import {
   pinSelf,
   serverNodeFlags,
   spawnBaselineFanout,
+  spawnBaselineLogin,
   spawnBaselineRelay,
   spawnGate,
   spawnTrivialBackend,
@@ -24,12 +25,13 @@ import { probeSource, runMemory, type MemoryResult } from './memory.js';
 import { runPush, type PushResult } from './push.js';
 import { runClusterSuite } from './clusterSuite.js';
 import { runRequest, type RequestResult } from './request.js';
+import { runStorm, type StormResult } from './storm.js';
 
 /** Warm-up before the open-loop latency runs, ms. */
 const LATENCY_WARMUP_MS = 5_000;
 
-export type SuitePart = 'request' | 'push' | 'memory' | 'latency' | 'cluster';
-export const SUITE_PARTS: readonly SuitePart[] = ['request', 'push', 'memory', 'latency', 'cluster'];
+export type SuitePart = 'request' | 'push' | 'memory' | 'latency' | 'storm' | 'cluster';
+export const SUITE_PARTS: readonly SuitePart[] = ['request', 'push', 'memory', 'latency', 'storm', 'cluster'];
 
 export interface SuiteOptions {
   runs: number;
@@ -43,6 +45,9 @@ export interface SuiteOptions {
   pushClients: number;
   pushBatch: number;
   memoryClients: number;
+  /** The login storm: clients, and logins in flight at once. */
+  stormClients: number;
+  stormWindow: number;
   progress: boolean;
   log: (s: string) => void;
   /** Where the JSON goes; null = nowhere. */
@@ -291,7 +296,55 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       raw.memory = mem;
     }
 
-    // (5) cluster mode against single node: the same gate and load, with and without Redis.
+    // (5) a login storm: every client logs in, every link is cut, every session resumes.
+    if (parts.has('storm')) {
+      const storm: Record<string, { gate: StormResult[]; baseline: StormResult[] }> = {};
+      for (const transport of ['tcp', 'ws'] as const) {
+        const g: StormResult[] = [];
+        const b: StormResult[] = [];
+        for (let i = 0; i < o.runs; i++) {
+          for (const which of ['gate', 'baseline'] as const) {
+            say(`storm/${transport} ${i + 1}/${o.runs}: ${which} (${o.stormClients} clients, ${o.stormWindow} at a time)…`);
+            const srv = which === 'gate' ? await spawnGate(backend.url, server) : await spawnBaselineLogin(server);
+            try {
+              const r = await runStorm({
+                transport,
+                at: transport === 'tcp' ? srv.tcp : srv.ws,
+                api: 'api' in srv ? (srv.api as HostPort) : null,
+                apiKey: null,
+                clients: o.stormClients,
+                window: o.stormWindow,
+                settleMs: 3_000,
+                serverPid: srv.pid ?? null,
+                progress: o.progress,
+                log: o.log,
+              });
+              (which === 'gate' ? g : b).push(r);
+            } finally {
+              await srv.stop();
+            }
+          }
+        }
+        storm[transport] = { gate: g, baseline: b };
+        const T = transport.toUpperCase();
+        const med = (rs: StormResult[], f: (r: StormResult) => number): number => median(rs.map(f));
+        const row = (figure: string, unit: SuiteRow['unit'], f: (r: StormResult) => number, target: string, pass: (gate: number, base: number) => boolean): void => {
+          const gv = med(g, f);
+          const bv = med(b, f);
+          rows.push({ figure, unit, gate: round(gv, 3), baseline: round(bv, 3), ratio: round(gv / bv), target, pass: pass(gv, bv) });
+        };
+        row(`login storm over ${T} (${o.stormClients} clients, ${o.stormWindow} at a time): logins/s`, 'n/s', (r) => r.login.rate, '≥ 0.8×', (x, y) => x >= 0.8 * y);
+        row('  resumes/s after every link is cut', 'n/s', (r) => r.resume.rate, '≥ 0.6×', (x, y) => x >= 0.6 * y);
+        row('  dial to WELCOME p99 (logins), ms', 'ms', (r) => r.login.welcomeMs.p99, '< 2×', (x, y) => x < 2 * y);
+        row('  server CPU per login, µs', 'µs', (r) => (r.login.cpuSeconds * 1e6) / Math.max(1, r.login.ok), '(info)', () => true);
+        row('  server RSS per logged-in connection (VmRSS 3 s after the last WELCOME, no forced GC)', 'bytes', (r) => (r.rssPerConnKb ?? NaN) * 1024, '(info)', () => true);
+      }
+      raw.storm = storm;
+      const failed = Object.values(storm).flatMap((s) => [...s.gate, ...s.baseline]).filter((r) => r.login.errors + r.resume.errors > 0);
+      if (failed.length) notes.push(`storm: ${failed.length} run(s) had login or resume errors`);
+    }
+
+    // (6) cluster mode against single node: the same gate and load, with and without Redis.
     if (parts.has('cluster')) {
       const c = await runClusterSuite({
         runs: o.runs,
