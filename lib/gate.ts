@@ -311,7 +311,8 @@ export class Gate {
    */
   private openLink(conn: Connection): void {
     this.metrics.connections.inc({ transport: conn.transport });
-    this.log.debug({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
+    // Guarded: the remote address is a getpeername syscall, too dear to build for a line not written.
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
     new Link(this, conn, this.jobSink).start();
   }
 

@@ -76,6 +76,7 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--settle <d>', 'memory: wait before each sample; storm: after the last WELCOME, before the RSS sample (default 3s)').default('1500ms'))
     .addOption(new Option('--window <n>', 'storm: logins (and resumes) in flight at once').default('500'))
     .addOption(new Option('--baseline', 'storm: against the plain-Node login baseline (bench/baselineLogin.js) instead of a gate'))
+    .addOption(new Option('--node-flags <set>', 'spawned servers: recommended (docs/operations.md, "Tuning node") | none (storm\'s default: RSS as node runs by default)'))
     .addOption(new Option('--cycles <n>', `churn: connect / HELLO / REQUEST / BYE logout / close cycles (each at most ${CYCLE_TIMEOUT_MS / 1000} s)`).default('10000'))
     .addOption(new Option('--concurrency <n>', 'churn: cycles running at once').default('50'))
     .addOption(new Option('--gates <n>', 'chaos: gate processes (cluster mode)').default('2'))
@@ -254,6 +255,8 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
       if (hasTaskset() && pinSelf(0)) server = { cpu: '1' };
       else io.stderr.write('gate bench: taskset not available; not pinning\n');
     }
+    const flagSet = v.nodeFlags === undefined ? (scenario === 'storm' ? 'none' : 'recommended') : oneOf('node-flags', v.nodeFlags, ['recommended', 'none'] as const);
+    if (flagSet === 'none') server = { ...server, bare: true };
     let gate: GateChild | null = null;
     let baseline: (Child & { tcp: HostPort; ws: HostPort }) | null = null;
     if (v.baseline === true) {

@@ -120,7 +120,14 @@ export class Sessions {
     }
     // The id is chosen now so that POST /connect (§3) names the session this login will create.
     const sessionId = randomUUID();
-    const res = await this.deps.auth({ token: hello.token, sessionId, remoteAddress: conn.remoteAddress });
+    // The remote address is a getpeername syscall: read only by an authenticator that uses it.
+    const res = await this.deps.auth({
+      token: hello.token,
+      sessionId,
+      get remoteAddress() {
+        return conn.remoteAddress;
+      },
+    });
     if (!res.ok) {
       this.note.info({ connId: conn.id, reason: res.reason }, 'login refused');
       throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);

@@ -13,6 +13,7 @@ import {
   of,
   race,
   repeat,
+  startWith,
   take,
   tap,
   timer,
@@ -86,7 +87,9 @@ export class EventQueue {
     );
     // exhaustMap: kicks while a batch lingers or posts are ignored; `repeat` posts what came meanwhile.
     const lingered$ = lingerOver$.pipe(exhaustMap(() => postOnce$));
+    // startWith: events queued before the loop was subscribed get their wake-up too.
     this.drain$ = this.kick.pipe(
+      startWith(undefined),
       filter(() => this.queue.length > 0),
       exhaustMap(() => (linger === 0 || this.queue.length >= cfg.batchMax ? postOnce$ : lingered$)),
       filter(() => false),
@@ -103,7 +106,9 @@ export class EventQueue {
       this.dropped++;
     }
     this.queue.push(ev);
-    this.kick.next();
+    // The drain loop runs until the queue is empty, so only the first event wakes it (and a full
+    // batch ends a linger early): no Subject emission per event.
+    if (this.queue.length === 1 || this.queue.length === this.cfg.batchMax) this.kick.next();
   }
 
   /** Resolves true once the queue is empty, false after `timeoutMs`. */

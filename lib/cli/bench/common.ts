@@ -149,6 +149,8 @@ export interface SpawnOptions {
   cpu: string | null;
   /** Extra node flags before the script. */
   nodeFlags?: string[];
+  /** No tuning flags (serverNodeFlags): node as an operator starts it by default. */
+  bare?: boolean;
 }
 
 const PROBE = '@@bench-mem ';
@@ -160,7 +162,7 @@ const PROBE = '@@bench-mem ';
  */
 export function spawnChild(name: string, script: string, args: string[], o: SpawnOptions, ready: (j: Record<string, unknown>) => boolean): Promise<Child> {
   const useTaskset = o.cpu !== null && hasTaskset();
-  const nodeArgs = [...serverNodeFlags(useTaskset ? o.cpu : null), ...(o.nodeFlags ?? []), script, ...args];
+  const nodeArgs = [...(o.bare ? [] : serverNodeFlags(useTaskset ? o.cpu : null)), ...(o.nodeFlags ?? []), script, ...args];
   const cmd = useTaskset ? 'taskset' : process.execPath;
   const argv = useTaskset ? ['-c', o.cpu!, process.execPath, ...nodeArgs] : nodeArgs;
   // taskset execs node: the pid is node's, so /proc/<pid>/status is the server's memory.
