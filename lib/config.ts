@@ -41,6 +41,8 @@ export interface GateConfig {
   /** --request-window-bytes: answer bytes kept per session for duplicates. */
   readonly requestWindowBytes: number;
   readonly maxConnections: number;
+  /** --max-handshakes: sockets in the TLS handshake or WS upgrade at once. */
+  readonly maxHandshakes: number;
   /** Requests of one player admitted and not yet answered before its link stops being read (paused). */
   readonly playerQueueMax: number;
   /** --rate-limit: REQUESTs per second per connection (token bucket, burst = one second's worth); null = off. */
@@ -112,6 +114,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'request-window', kind: 'int', def: '128', min: 1, help: 'request results kept per session for duplicates' },
   { flag: 'request-window-bytes', kind: 'size', def: '1mb', min: 1024, help: 'answer bytes kept per session for duplicates (oldest leave first)' },
   { flag: 'max-connections', kind: 'int', def: '100000', min: 1, help: 'connections beyond this are refused at accept' },
+  { flag: 'max-handshakes', kind: 'int', def: '1024', min: 1, help: 'sockets still in the TLS handshake or WS upgrade; past it new sockets are refused at once' },
   { flag: 'player-queue-max', kind: 'int', def: '64', min: 1, help: "a player's unanswered requests before its link stops being read" },
   { flag: 'rate-limit', kind: 'rate', help: 'REQUESTs per second per connection, e.g. 50/s (ERROR RATE_LIMITED past it); default off' },
   { flag: 'tls-cert', kind: 'file', help: 'PEM certificate: serve TCP as TLS and WS as wss' },
@@ -330,6 +333,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     requestWindow: int('request-window'),
     requestWindowBytes: size('request-window-bytes'),
     maxConnections: int('max-connections'),
+    maxHandshakes: int('max-handshakes'),
     playerQueueMax: int('player-queue-max'),
     logSample: int('log-sample'),
     rateLimit: str('rate-limit') === null || raw['rate-limit']!.trim() === 'off' ? null : parseRate('rate-limit', raw['rate-limit']!),

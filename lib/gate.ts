@@ -37,7 +37,7 @@ import { Sessions, type GateFigures } from './session/sessions.js';
 import { childTraceparent } from './trace.js';
 import { gotBackendClient, type BackendClient } from './streams/backend.js';
 import { EventQueue } from './streams/events.js';
-import { tcpConnection$, wsConnection$, type Admission } from './streams/listeners.js';
+import { tcpConnection$, wsConnection$, type Admission, type Handshakes } from './streams/listeners.js';
 import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
 import { upstreamCall$, type RpcOutcome, type UpstreamCallConfig } from './streams/upstream.js';
 import { errorFrame, inboundBody, parseHello } from './wire.js';
@@ -120,6 +120,7 @@ export class Gate {
   private readonly backend: BackendClient | null;
   private readonly auth: Authenticator;
   private readonly admission: Admission;
+  private readonly handshakes: Handshakes;
   private readonly subs = new Subscription();
   /** Fires once to close the listeners (shutdown step 2). */
   private readonly stopAccepting = new Subject<void>();
@@ -158,6 +159,7 @@ export class Gate {
       busyWorkers: () => this.pool.busy,
       eventsQueued: () => this.events?.length ?? 0,
       refused: () => this.admission.refused,
+      handshakes: () => this.handshakes,
     });
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
@@ -187,6 +189,7 @@ export class Gate {
         : null;
     this.auth = authenticator(cfg.auth, { backend: this.backend, jwtSecret: cfg.jwtSecret, gateId: cfg.gateId });
     this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
+    this.handshakes = { pending: 0, max: cfg.maxHandshakes, refused: 0 };
     const backend = this.backend;
     // Cluster mode: the scripts write the events into Redis and one member posts them (clusterEvents).
     this.events = backend && !cluster
@@ -223,7 +226,7 @@ export class Gate {
       let onListening: (a: string) => void = () => undefined;
       bound.push(new Promise<void>((resolve) => (onListening = (a) => ((this.addresses[kind] = a), resolve()))));
       const make = kind === 'tcp' ? tcpConnection$ : wsConnection$;
-      return make({ at, tls, limits, admission: this.admission, nextId: () => this.nextConnId++, onListening: (a) => onListening(a) }).pipe(
+      return make({ at, tls, limits, admission: this.admission, handshakes: this.handshakes, nextId: () => this.nextConnId++, onListening: (a) => onListening(a) }).pipe(
         takeUntil(this.stopAccepting),
       );
     };

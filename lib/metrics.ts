@@ -9,6 +9,8 @@ export interface MetricsSource {
   eventsQueued(): number;
   /** Connections refused at accept so far (a running count kept by the listeners). */
   refused(): number;
+  /** Sockets in the TLS handshake or WS upgrade now, and refused past --max-handshakes so far. */
+  handshakes?(): { pending: number; refused: number };
 }
 
 /** Small ids for the per-route result label, to key the cached label children. */
@@ -105,6 +107,7 @@ export function createMetrics(gateId: string, src: MetricsSource) {
   const upstreamChildren = new Map<number, { inc(): void }>();
   const upstreamTally = new Tally();
   let refusedSeen = 0; // refusals already added to gate_connections_refused_total
+  let handshakesRefusedSeen = 0;
   new Counter({
     name: 'gate_upstream_requests_total',
     help: 'Upstream /rpc calls by route and result (2xx, 4xx, 5xx, timeout, unavailable)',
@@ -214,6 +217,24 @@ export function createMetrics(gateId: string, src: MetricsSource) {
     slowConsumers: new Counter({ name: 'gate_slow_consumers_total', help: 'Connections dropped past --outbound-max', registers: reg }),
     logSampledOut: new Counter({ name: 'gate_log_sampled_out_total', help: 'Session log lines not written past --log-sample lines a second', labelNames: ['msg'] as const, registers: reg }),
     closes: new Counter({ name: 'gate_connection_closes_total', help: 'Connections closed by the gate, by BYE code', labelNames: ['code'] as const, registers: reg }),
+    handshakesPending: new Gauge({
+      name: 'gate_handshakes_pending',
+      help: 'Sockets in the TLS handshake or WebSocket upgrade (--max-handshakes)',
+      registers: reg,
+      collect() {
+        this.set(src.handshakes?.().pending ?? 0);
+      },
+    }),
+    handshakesRefused: new Counter({
+      name: 'gate_handshakes_refused_total',
+      help: 'Sockets refused at accept because --max-handshakes were still in the TLS handshake or WebSocket upgrade',
+      registers: reg,
+      collect() {
+        const total = src.handshakes?.().refused ?? 0;
+        if (total > handshakesRefusedSeen) this.inc(total - handshakesRefusedSeen);
+        handshakesRefusedSeen = total;
+      },
+    }),
     refused: new Counter({
       name: 'gate_connections_refused_total',
       help: 'Connections refused at accept (--max-connections)',

@@ -8,6 +8,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { FrameType, encodeFrame, parseFrame, type Frame } from '../lib/frame.js';
@@ -16,7 +17,7 @@ import { makeSelfSignedCert, type TestCert } from './helpers/certs.js';
 import { api, startGate, type Harness } from './helpers/gateHarness.js';
 import { spawnGate } from './helpers/gateProcess.js';
 import { connectTcp, connectWs, describeFrame, json, type WelcomeBody } from './helpers/testClient.js';
-import { withTimeout } from './helpers/wait.js';
+import { waitFor, waitForAsync, withTimeout } from './helpers/wait.js';
 
 /** Bound on any single wait, ms. */
 const WAIT_MS = 5_000;
@@ -228,6 +229,69 @@ describe('tls: TCP as TLS and WS as wss', () => {
     const stats = await api(h, 'GET', '/v1/stats');
     assert.equal(stats.body.sessions >= 2, true, JSON.stringify(stats.body));
     assert.equal(stats.body.refused, 0, 'non-TLS clients are not counted as refused connections');
+  });
+});
+
+describe('--max-handshakes: a flood of half-open handshakes', () => {
+  const MAX = 20;
+  const FLOOD = 60;
+  let cert: TestCert;
+  let h: Harness;
+  before(async () => {
+    cert = makeSelfSignedCert();
+    h = await startGate({ auth: 'none', tlsCert: cert.certPath, tlsKey: cert.keyPath, maxHandshakes: MAX });
+  });
+  after(async () => {
+    await h?.close();
+    cert?.remove();
+  });
+
+  const metric = async (name: string): Promise<number> => {
+    const text = (await api(h, 'GET', '/metrics')).body as string;
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+    assert.ok(m, `${name} in /metrics`);
+    return Number(m[1]);
+  };
+  /** A raw socket that connects and never starts its handshake; `closed` settles when the gate drops it. */
+  const halfOpen = (port: number): Promise<{ socket: Socket; closed: Promise<void> }> =>
+    new Promise((resolve, reject) => {
+      const socket = netConnect({ host: '127.0.0.1', port });
+      const closed = new Promise<void>((r) => socket.once('close', () => r()));
+      socket.on('error', () => undefined);
+      socket.once('connect', () => resolve({ socket, closed }));
+      socket.once('error', reject);
+    });
+
+  it('should refuse sockets past the bound at once, on both listeners, while a logged-in client keeps getting answers', async (t) => {
+    const link = await connectTls(h.tcpPort, cert.cert);
+    t.after(() => link.close());
+    await login(link, 'steady');
+    await roundTrip(link, 1, 1);
+
+    const flood = await Promise.all(Array.from({ length: FLOOD }, () => halfOpen(h.tcpPort)));
+    t.after(() => flood.forEach((f) => f.socket.destroy()));
+    // The gate closes every socket past the bound at once (no handshake timeout to wait out).
+    let dropped = 0;
+    for (const f of flood) void f.closed.then(() => dropped++);
+    await waitFor(`${FLOOD - MAX} sockets past --max-handshakes ${MAX} closed by the gate`, () => dropped >= FLOOD - MAX || null, WAIT_MS);
+    assert.equal(await metric('gate_handshakes_pending'), MAX);
+    assert.equal(await metric('gate_handshakes_refused_total'), FLOOD - MAX);
+    // The bound is shared: the WebSocket listener refuses too while it is reached.
+    const ws = await halfOpen(h.wsPort);
+    await withTimeout(ws.closed, WAIT_MS, 'the WS listener to refuse a socket while --max-handshakes are pending');
+    // The logged-in client never noticed.
+    await roundTrip(link, 1, 2);
+    assert.equal(dropped, FLOOD - MAX, 'the sockets within the bound stay until their handshake completes or times out');
+
+    // The flood goes away: the bound frees up and new clients get in over both transports.
+    for (const f of flood) f.socket.destroy();
+    await waitForAsync('pending handshakes back to 0', async () => (await metric('gate_handshakes_pending')) === 0, WAIT_MS);
+    const fresh = await connectWss(h.wsPort, cert.cert);
+    t.after(() => fresh.close());
+    await login(fresh, 'after-flood');
+    await roundTrip(fresh, 1, 1);
+    assert.equal(await metric('gate_handshakes_pending'), 0, 'a completed upgrade no longer counts');
+    assert.equal((await api(h, 'GET', '/v1/stats')).body.refused, 0, 'no connection was refused: only sockets still handshaking');
   });
 });
 

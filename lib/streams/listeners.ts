@@ -27,11 +27,25 @@ export interface Admission {
   refused: number;
 }
 
+/**
+ * Shared by every listener: one --max-handshakes across TCP and WS. A socket counts from its
+ * accept until its TLS handshake or WebSocket upgrade completes, or it closes; past the bound a
+ * new socket is destroyed at once, so a flood of half-open handshakes costs a descriptor for a
+ * moment, not a handshake timeout's worth each (docs/security.md).
+ */
+export interface Handshakes {
+  pending: number;
+  readonly max: number;
+  /** Refused at accept so far. */
+  refused: number;
+}
+
 export interface ListenerConfig {
   at: HostPort;
   tls: TlsFiles | null;
   limits: ConnectionLimits;
   admission: Admission;
+  handshakes: Handshakes;
   nextId: () => number;
   /** Called once with the bound `host:port` (port 0 resolves to the real port). */
   onListening: (address: string) => void;
@@ -71,6 +85,39 @@ function admit(a: Admission): boolean {
   return true;
 }
 
+/** The key of a live socket as both ends of a TLS wrap see it (its peer's address and port). */
+const peerKey = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? 0}`;
+
+/**
+ * Counts raw sockets against --max-handshakes until `done(socket)` (the TLS or upgraded socket,
+ * which may be a wrapper of the raw one: found by its peer's address and port) or their close.
+ * Returns the `connection` listener for the server and `done`.
+ */
+function handshakeCounter(h: Handshakes): { onRaw: (raw: Socket) => void; done: (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }) => void } {
+  const live = new Map<string, () => void>();
+  return {
+    onRaw: (raw) => {
+      if (h.pending >= h.max) {
+        h.refused++;
+        raw.destroy();
+        return;
+      }
+      h.pending++;
+      const key = peerKey(raw);
+      let counted = true;
+      const release = (): void => {
+        if (!counted) return;
+        counted = false;
+        h.pending--;
+        if (live.get(key) === release) live.delete(key);
+      };
+      live.set(key, release);
+      raw.once('close', release);
+    },
+    done: (s) => live.get(peerKey(s))?.(),
+  };
+}
+
 /**
  * The raw TCP (or TLS) listener as an Observable of connections: subscribing binds and
  * listens, unsubscribing stops accepting (open connections live on). Errors with
@@ -78,7 +125,10 @@ function admit(a: Admission): boolean {
  */
 export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
   return new Observable<Connection>((subscriber) => {
+    // Plain TCP has no handshake: a socket is a connection at once (--max-connections, --hello-timeout).
+    const handshakes = cfg.tls ? handshakeCounter(cfg.handshakes) : null;
     const onSocket = (socket: Socket): void => {
+      handshakes?.done(socket);
       if (!admit(cfg.admission)) {
         socket.destroy();
         return;
@@ -94,6 +144,8 @@ export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
     }
     // A TLS handshake failure is one client's problem, never the listener's.
     server.on('tlsClientError', (_err, sock: Socket) => sock.destroy());
+    // Before the handshake: listeners of 'connection' run before tls wraps the socket.
+    if (handshakes) server.prependListener('connection', handshakes.onRaw);
     server.once('error', (e: NodeJS.ErrnoException) => subscriber.error(listenError(cfg.at, e)));
     server.listen({ host: cfg.at.host, port: cfg.at.port, backlog: 4096 }, () => cfg.onListening(formatAddress(server.address())));
     return () => {
@@ -135,7 +187,11 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
       res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' });
       res.end(JSON.stringify({ error: 'upgrade_required', message: 'this port speaks WebSocket only' }));
     });
+    const handshakes = handshakeCounter(cfg.handshakes);
+    server.prependListener('connection', handshakes.onRaw);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // The upgrade request arrived: the socket is past its handshake (a refused one closes below).
+      handshakes.done(req.socket);
       socket.on('error', () => undefined);
       const path = (req.url ?? '/').split('?')[0];
       if (path !== '/') {
