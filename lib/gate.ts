@@ -353,16 +353,18 @@ export class Gate {
         return null;
       case FrameType.PONG:
         return null;
-      case FrameType.HELLO:
+      case FrameType.HELLO: {
         if (st.phase !== 'hello') throw new GatewayError('GW_ERR_FRAME_UNEXPECTED', 'second HELLO on one connection');
         st.phase = 'authing';
-        st.hello = parseHello(f.body);
-        this.sessions.login(conn, st, st.hello).catch((e: unknown) => {
+        const hello = parseHello(f.body);
+        st.traceparent = hello.traceparent;
+        this.sessions.login(conn, st, hello).catch((e: unknown) => {
           // Redis away: the client is told so (and to try again), not that its login was refused.
           if (isGatewayError(e, 'GW_ERR_CLUSTER_UNAVAILABLE')) conn.send(errorFrame(0, 0, 'CLUSTER_UNAVAILABLE', e.message));
           this.closeWith(conn, isGatewayError(e) ? e : new GatewayError('GW_ERR_AUTH_FAILED', `login failed: ${(e as Error)?.message ?? String(e)}`));
         });
         return null;
+      }
       case FrameType.REQUEST:
         return this.onRequest(conn, st, f);
       case FrameType.ACK:
@@ -427,8 +429,8 @@ export class Gate {
     // Cluster mode: the cluster-wide window's verdict, asked now in arrival order; the job waits for it in the pool.
     const fence = s.fence;
     const admission = fence !== null && f.seq !== 0 ? this.sessions.admit(s, f.seq) : undefined;
-    if (admission !== undefined && fence !== null) return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent, admission, fence };
-    return { session: s, route: f.route, seq: f.seq, body, traceparent: st.hello?.traceparent };
+    if (admission !== undefined && fence !== null) return { session: s, route: f.route, seq: f.seq, body, traceparent: st.traceparent, admission, fence };
+    return { session: s, route: f.route, seq: f.seq, body, traceparent: st.traceparent };
   }
 
   /** @internal */

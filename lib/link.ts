@@ -10,7 +10,6 @@ import type { Gate } from './gate.js';
 import { TokenBucket } from './ops/rateLimit.js';
 import { LinkDeadlines } from './ops/watchLink.js';
 import type { Session } from './session/session.js';
-import type { Hello } from './wire.js';
 
 /** One client REQUEST on its way upstream. */
 export interface RequestJob {
@@ -33,7 +32,8 @@ export interface RequestJob {
 export interface ConnState {
   phase: 'hello' | 'authing' | 'online';
   session: Session | null;
-  hello: Hello | null;
+  /** The HELLO's W3C traceparent, forwarded on /rpc (the rest of the HELLO is not kept). */
+  traceparent: string | undefined;
 }
 
 /**
@@ -52,7 +52,7 @@ export class Link implements ConnState, Observer<Frame> {
   /** Set once the link's pipeline is over (idempotent end). */
   private ended = false;
   session: Session | null = null;
-  hello: Hello | null = null;
+  traceparent: string | undefined = undefined;
   /** The error the gate closed this link for, if it did. */
   private closedBy: GatewayError | null = null;
   private readonly deadlines: LinkDeadlines;

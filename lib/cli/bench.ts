@@ -59,6 +59,7 @@ function buildCommand(io: Io): Command {
     .addOption(new Option('--ws <host:port>', "a running gate's WebSocket address (default: spawn gate serve)"))
     .addOption(new Option('--api <host:port>', "a running gate's push/admin API (push and churn need it; memory reads /metrics)"))
     .addOption(new Option('--api-key <k>', 'bearer key for the API of a running gate'))
+    .addOption(new Option('--server-pid <pid>', "a running gate's process id: its RSS and CPU are read from /proc"))
     .addOption(new Option('--upstream <url>', 'spawned gate: this backend'))
     .addOption(new Option('--backend <b>', 'spawned gate without --upstream: demo (embedded) | trivial (echo child process); churn: trivial unless given').default('demo'))
     .addOption(new Option('--connections <n>', 'client connections (push: clients; memory: idle clients)'))
@@ -277,7 +278,7 @@ export async function runBenchCommand(argv: string[], io: Io = { stdout: process
     }
     const spawned = gate ?? baseline;
     const at: HostPort = spawned ? (transport === 'tcp' ? spawned.tcp : spawned.ws) : transport === 'tcp' ? tcp! : ws!;
-    const serverPid = spawned?.pid;
+    const serverPid = spawned?.pid ?? (v.serverPid === undefined ? undefined : parseInt10('server-pid', String(v.serverPid), 1));
 
     let ok: boolean;
     let rows: [string, string][];

@@ -145,12 +145,13 @@ export class ClusterSessions extends Sessions {
   /** Shutdown (§5): sessions detach instead of ending, to resume on another gate. */
   override async shutdown(): Promise<string> {
     const held = [...this.store.all()];
-    await Promise.allSettled(held.map((s) => this.detachForShutdown(s)));
+    const bye = new GatewayError('GW_ERR_SHUTDOWN');
+    await Promise.allSettled(held.map((s) => this.detachForShutdown(s, bye)));
     return `sessions detached (${held.length})`;
   }
 
   /** One session at shutdown: BYE shutdown to its link, detached in Redis (its script writes the `detached` event). */
-  private async detachForShutdown(s: Session): Promise<void> {
+  private async detachForShutdown(s: Session, bye: GatewayError): Promise<void> {
     const f = s.fence;
     const conn = s.conn;
     const wasOnline = s.state === 'online';
@@ -158,7 +159,7 @@ export class ClusterSessions extends Sessions {
     this.store.remove(s);
     s.endActivity();
     s.conn = null;
-    if (conn) this.deps.closeWith(conn, new GatewayError('GW_ERR_SHUTDOWN'));
+    if (conn) this.deps.closeWith(conn, bye);
     if (!wasOnline || f === null) return;
     try {
       await this.node.sessions.detach(f, 'shutdown');
