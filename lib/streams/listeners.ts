@@ -210,10 +210,7 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
         }
       };
       socket.once('close', uncount);
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
-        subscriber.next(new WsConnection(cfg.nextId(), ws, remote, cfg.limits));
-      });
+      wss.handleUpgrade(req, socket, head, (ws) => subscriber.next(new WsConnection(cfg.nextId(), ws, req.socket, cfg.limits)));
     });
     server.on('clientError', (_err, socket: Duplex) => socket.destroy());
     server.on('tlsClientError', (_err, socket: Duplex) => socket.destroy());

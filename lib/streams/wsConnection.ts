@@ -18,7 +18,8 @@ export class WsConnection extends BaseLink implements Connection {
   constructor(
     id: number,
     private readonly ws: WebSocket,
-    readonly remoteAddress: string,
+    /** The upgraded socket (ws holds it too): its address is read when asked, not kept as a string. */
+    private readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined },
     limits: ConnectionLimits,
   ) {
     super(id, limits);
@@ -52,6 +53,10 @@ export class WsConnection extends BaseLink implements Connection {
       this.reader = null;
       this.ws.off('message', onMessage);
     };
+  }
+
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? 0}`;
   }
 
   get outboundBytes(): number {
