@@ -24,10 +24,11 @@ export class FrameDecoder {
   }
 
   /**
-   * Feeds a chunk and calls `emit` for each complete frame, in order. Returns the protocol error
-   * that ends the stream, or null. Frames before the malformed one are still emitted.
+   * Feeds a chunk and calls `emit` (a function, or an observer's `next`) for each complete frame,
+   * in order. Returns the protocol error that ends the stream, or null. Frames before the
+   * malformed one are still emitted.
    */
-  push(chunk: Buffer, emit: (f: Frame) => void): GatewayError | null {
+  push(chunk: Buffer, emit: ((f: Frame) => void) | { next(f: Frame): void }): GatewayError | null {
     if (this.failed) return this.failed;
     if (chunk.length === 0) return null;
     this.chunks.push(chunk);
@@ -49,13 +50,15 @@ export class FrameDecoder {
       if (err) return (this.failed = err);
       if (this.held < PREFIX_BYTES + len) return null;
       const raw = this.take(PREFIX_BYTES + len);
-      emit({
+      const f: Frame = {
         type: raw[PREFIX_BYTES]!,
         flags: raw[PREFIX_BYTES + 1]!,
         route: raw.readUInt16BE(PREFIX_BYTES + 2),
         seq: raw.readUInt32BE(PREFIX_BYTES + 4),
         body: raw.subarray(PREFIX_BYTES + HEADER_BYTES),
-      });
+      };
+      if (typeof emit === 'function') emit(f);
+      else emit.next(f);
     }
   }
 

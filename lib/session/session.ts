@@ -60,8 +60,10 @@ export class Session {
   readonly buffer: PushBuffer;
   /** Ids of recent pushes that carried one (dedupe of a retried POST); null until the first. */
   pushIds: PushIds | null = null;
-  /** Outcomes of the last --request-window request seqs (§2.5). */
-  readonly window: RequestWindow;
+  /** Created at the first REQUEST: a player that only listens never pays for it. */
+  private requests: RequestWindow | null = null;
+  private readonly windowSize: number;
+  private readonly windowBytes: number | undefined;
   /** Requests admitted and not yet answered (--player-queue-max pauses reading past it). */
   unanswered = 0;
   /** The link whose reading was paused because `unanswered` reached the bound; null when reading. */
@@ -101,8 +103,14 @@ export class Session {
     this.resumeToken = o.resumeToken ?? newResumeToken();
     this.conn = o.conn;
     this.buffer = new PushBuffer(o.bufferMax, o.bufferMaxBytes);
-    this.window = new RequestWindow(o.requestWindow, o.requestWindowBytes);
+    this.windowSize = o.requestWindow;
+    this.windowBytes = o.requestWindowBytes;
     this.compress = o.compress;
+  }
+
+  /** Outcomes of the last --request-window request seqs (§2.5). */
+  get window(): RequestWindow {
+    return (this.requests ??= new RequestWindow(this.windowSize, this.windowBytes));
   }
 
   touch(): void {

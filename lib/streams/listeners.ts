@@ -75,6 +75,17 @@ const readTls = (tls: TlsFiles): { cert: Buffer; key: Buffer; handshakeTimeout: 
   handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
 });
 
+const ignoreError = (): void => undefined;
+
+/**
+ * The upgraded socket leaves the --max-connections count when it closes. A function of its own on
+ * purpose: a closure made inside the upgrade handler would share that handler's context, and keep
+ * the upgrade request (headers and all, about 2 KB) alive as long as the link.
+ */
+function countUntilClose(socket: Duplex, a: Admission): void {
+  socket.once('close', () => a.open--);
+}
+
 /** Counts a new link against --max-connections; false = refuse it. */
 function admit(a: Admission): boolean {
   if (a.open >= a.max) {
@@ -104,10 +115,10 @@ function handshakeCounter(h: Handshakes): { onRaw: (raw: Socket) => void; done: 
       }
       h.pending++;
       const key = peerKey(raw);
-      let counted = true;
+      // Released once, at the end of the handshake or at close, whichever comes first; then
+      // nothing of it stays on the socket for the connection's life.
       const release = (): void => {
-        if (!counted) return;
-        counted = false;
+        raw.off('close', release);
         h.pending--;
         if (live.get(key) === release) live.delete(key);
       };
@@ -192,7 +203,7 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       // The upgrade request arrived: the socket is past its handshake (a refused one closes below).
       handshakes.done(req.socket);
-      socket.on('error', () => undefined);
+      socket.on('error', ignoreError);
       const path = (req.url ?? '/').split('?')[0];
       if (path !== '/') {
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -202,14 +213,7 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;
       }
-      let counted = true;
-      const uncount = (): void => {
-        if (counted) {
-          counted = false;
-          cfg.admission.open--;
-        }
-      };
-      socket.once('close', uncount);
+      countUntilClose(socket, cfg.admission);
       wss.handleUpgrade(req, socket, head, (ws) => subscriber.next(new WsConnection(cfg.nextId(), ws, req.socket, cfg.limits)));
     });
     server.on('clientError', (_err, socket: Duplex) => socket.destroy());

@@ -38,21 +38,25 @@ export class TcpConnection extends BaseLink implements Connection {
       return () => undefined;
     }
     this.reader = subscriber;
-    const decoder = new FrameDecoder(this.limits.maxFrame);
-    const emit = (f: Frame): void => subscriber.next(f);
-    const onData = (chunk: Buffer): void => {
-      const err = decoder.push(chunk, emit);
-      if (err) subscriber.error(err);
-    };
-    const onEnd = (): void => subscriber.complete();
-    this.socket.on('data', onData);
-    this.socket.once('end', onEnd);
+    this.decoder = new FrameDecoder(this.limits.maxFrame);
+    this.socket.on('data', this.onData);
+    this.socket.once('end', this.onEnd);
     return () => {
       this.reader = null;
-      this.socket.off('data', onData);
-      this.socket.off('end', onEnd);
+      this.socket.off('data', this.onData);
+      this.socket.off('end', this.onEnd);
     };
   }
+
+  // Two listeners made with the link (sharing its context) rather than three closures (and a
+  // context) per subscription: every idle connection pays for what it holds.
+  private decoder: FrameDecoder | null = null;
+  private readonly onData = (chunk: Buffer): void => {
+    const r = this.reader;
+    const err = r && this.decoder ? this.decoder.push(chunk, r) : null;
+    if (err) r?.error(err);
+  };
+  private readonly onEnd = (): void => this.reader?.complete();
 
   /** Computed when asked (logs): not kept as a string on every link. */
   get remoteAddress(): string {
