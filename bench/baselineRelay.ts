@@ -1,21 +1,22 @@
 // The request-path baseline for `npm run bench`: the least a TCP→HTTP relay must do, in plain
-// Node with undici. It accepts TCP, decodes length-prefixed frames (§2.1), answers HELLO with a
-// WELCOME (token = player id, no checks), PING with PONG, and forwards each REQUEST to
+// Node with undici. It accepts TCP (length-prefixed frames, §2.1) and WebSocket (one binary
+// message per frame), answers HELLO with a WELCOME (token = player id, no checks), PING with PONG, and forwards each REQUEST to
 // `POST {backend}/rpc/{route}` with the gate's headers, writing the RESPONSE (or ERROR) back.
 // Like the gate at --player-concurrency 1, one connection's requests run one at a time, in
 // order; all connections share one undici Pool of --workers sockets. No sessions, no replay
 // buffer, no dedupe, no metrics, no logs. Usage:
-//   node dist/bench/baselineRelay.js --backend http://127.0.0.1:PORT [--port 0] [--workers 256]
-// Prints {"tcp":"127.0.0.1:PORT"} on stdout when listening.
+//   node dist/bench/baselineRelay.js --backend http://127.0.0.1:PORT [--port 0] [--ws-port 0] [--workers 256]
+// Prints {"tcp":"127.0.0.1:PORT","ws":"127.0.0.1:PORT"} on stdout when listening.
 import { createServer, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { FrameType, encodeFrame, frame, type Frame } from '../lib/frame.js';
+import { WebSocketServer } from 'ws';
+import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
 import { onParentGone } from '../lib/parentWatch.js';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, port: { type: 'string', default: '0' }, workers: { type: 'string', default: '256' } } });
+const { values } = parseArgs({ options: { backend: { type: 'string' }, port: { type: 'string', default: '0' }, 'ws-port': { type: 'string', default: '0' }, workers: { type: 'string', default: '256' } } });
 if (!values.backend) {
   process.stderr.write('baselineRelay: --backend url is required\n');
   process.exit(2);
@@ -30,10 +31,8 @@ interface Job {
   body: Buffer;
 }
 
-function serveConnection(socket: Socket): void {
-  socket.setNoDelay(true);
-  socket.on('error', () => undefined);
-  const decoder = new FrameDecoder(MAX_FRAME);
+/** One client link, either transport: `send` writes one frame (TCP: length-prefixed; WS: one message). */
+function serveLink(send: (f: Frame) => void): (f: Frame) => void {
   const sessionId = randomUUID();
   let playerId: string | null = null;
   const queue: Job[] = [];
@@ -52,11 +51,11 @@ function serveConnection(socket: Socket): void {
       for await (const c of res.body) chunks.push(c as Buffer);
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       if (j.seq === 0) return;
-      if (res.statusCode >= 200 && res.statusCode < 300) socket.write(encodeFrame(frame(FrameType.RESPONSE, j.seq, body, j.route), true));
-      else socket.write(encodeFrame(frame(FrameType.ERROR, j.seq, Buffer.from(JSON.stringify({ code: 'UPSTREAM_STATUS', message: 'backend error', status: res.statusCode })), j.route), true));
+      if (res.statusCode >= 200 && res.statusCode < 300) send(frame(FrameType.RESPONSE, j.seq, body, j.route));
+      else send(frame(FrameType.ERROR, j.seq, Buffer.from(JSON.stringify({ code: 'UPSTREAM_STATUS', message: 'backend error', status: res.statusCode })), j.route));
     } catch (e) {
       if (j.seq !== 0)
-        socket.write(encodeFrame(frame(FrameType.ERROR, j.seq, Buffer.from(JSON.stringify({ code: 'UPSTREAM_UNAVAILABLE', message: (e as Error).message })), j.route), true));
+        send(frame(FrameType.ERROR, j.seq, Buffer.from(JSON.stringify({ code: 'UPSTREAM_UNAVAILABLE', message: (e as Error).message })), j.route));
     }
   };
   const pump = async (): Promise<void> => {
@@ -76,11 +75,11 @@ function serveConnection(socket: Socket): void {
         }
         playerId = token || sessionId;
         const welcome = { playerId, sessionId, resumeToken: 'x', gateId: 'baseline', heartbeatMs: 15_000, resumed: false, gap: false, lastSeq: 0 };
-        socket.write(encodeFrame(frame(FrameType.WELCOME, 0, Buffer.from(JSON.stringify(welcome))), true));
+        send(frame(FrameType.WELCOME, 0, Buffer.from(JSON.stringify(welcome))));
         return;
       }
       case FrameType.PING:
-        socket.write(encodeFrame(frame(FrameType.PONG, f.seq), true));
+        send(frame(FrameType.PONG, f.seq));
         return;
       case FrameType.REQUEST:
         // The frame's body is a view of the receive chunk: copy it, as the gate does.
@@ -91,18 +90,52 @@ function serveConnection(socket: Socket): void {
         return;
     }
   };
+  return onFrame;
+}
+
+function serveTcp(socket: Socket): void {
+  socket.setNoDelay(true);
+  socket.on('error', () => undefined);
+  const decoder = new FrameDecoder(MAX_FRAME);
+  const onFrame = serveLink((f) => void socket.write(encodeFrame(f, true)));
   socket.on('data', (chunk: Buffer) => {
     if (decoder.push(chunk, onFrame)) socket.destroy();
   });
 }
 
-const server = createServer(serveConnection);
+const server = createServer(serveTcp);
+// The same relay over WebSocket: one binary message is one frame (§2.1).
+const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(values['ws-port']), perMessageDeflate: false, maxPayload: MAX_FRAME + 64, clientTracking: false, backlog: 4096 });
+wss.on('connection', (ws) => {
+  ws.on('error', () => undefined);
+  const onFrame = serveLink((f) => ws.send(encodeFrame(f, false)));
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary) return ws.terminate();
+    try {
+      onFrame(parseFrame(data, MAX_FRAME));
+    } catch {
+      ws.terminate();
+    }
+  });
+});
+let wsAddr = '';
+wss.on('listening', () => {
+  const a = wss.address();
+  wsAddr = typeof a === 'object' && a ? `127.0.0.1:${a.port}` : String(a);
+  ready();
+});
+let tcpAddr = '';
+const ready = (): void => {
+  if (tcpAddr && wsAddr) process.stdout.write(`${JSON.stringify({ tcp: tcpAddr, ws: wsAddr })}\n`);
+};
 server.listen({ host: '127.0.0.1', port: Number(values.port), backlog: 4096 }, () => {
   const a = server.address();
-  process.stdout.write(`${JSON.stringify({ tcp: `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}` })}\n`);
+  tcpAddr = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+  ready();
 });
 const stop = (): void => {
   server.close();
+  wss.close();
   void pool.close().finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 1_000).unref();
 };

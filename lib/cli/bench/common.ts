@@ -281,9 +281,9 @@ export async function spawnTrivialBackend(o: SpawnOptions): Promise<Child & { ur
   return { ...c, url: String(c.info.url) };
 }
 
-export async function spawnBaselineRelay(backend: string, o: SpawnOptions): Promise<Child & { tcp: HostPort }> {
-  const c = await spawnChild('relay', PATHS.baselineRelay, ['--backend', backend], o, (j) => typeof j.tcp === 'string');
-  return { ...c, tcp: parseAddr(String(c.info.tcp)) };
+export async function spawnBaselineRelay(backend: string, o: SpawnOptions): Promise<Child & { tcp: HostPort; ws: HostPort }> {
+  const c = await spawnChild('relay', PATHS.baselineRelay, ['--backend', backend], o, (j) => typeof j.tcp === 'string' && typeof j.ws === 'string');
+  return { ...c, tcp: parseAddr(String(c.info.tcp)), ws: parseAddr(String(c.info.ws)) };
 }
 
 export async function spawnBaselineLogin(o: SpawnOptions): Promise<Child & { tcp: HostPort; ws: HostPort }> {

@@ -2,7 +2,7 @@
 // keeps `inflight` outstanding) or open loop (`rate` requests/s in total, whatever the answers do).
 import { createHistogram } from 'node:perf_hooks';
 import { FrameType, frame, type Frame } from '../../frame.js';
-import { connectMany, latencyOf, MeasuredPhase, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
+import { connectMany, cpuUs, latencyOf, MeasuredPhase, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
 
 export interface RequestRunOptions {
   transport: Transport;
@@ -49,6 +49,8 @@ export interface RequestResult {
   /** Open loop: sends skipped because a connection already had OPEN_LOOP_CAP outstanding. */
   skipped: number;
   serverRssMb: number | null;
+  /** The server's CPU (utime + stime) per answered request over the measured phase, µs; null when its pid is unknown. */
+  serverCpuUsPerRequest: number | null;
 }
 
 /** Open loop: most requests outstanding on one connection before new sends are skipped (and counted). */
@@ -80,7 +82,18 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
   let skipped = 0;
   const errorCodes: Record<string, number> = {};
   const now = (): number => performance.now();
-  const phase = new MeasuredPhase(o.onMeasure);
+  // The server's CPU is read at the measured phase's edges, with the answers counted there.
+  const cpu = { start: NaN, end: NaN, doneAtStart: 0, doneAtEnd: 0 };
+  const phase = new MeasuredPhase((edge) => {
+    if (edge === 'start') {
+      cpu.start = cpuUs(o.serverPid);
+      cpu.doneAtStart = done;
+    } else {
+      cpu.end = cpuUs(o.serverPid);
+      cpu.doneAtEnd = done;
+    }
+    o.onMeasure?.(edge);
+  });
 
   const send = (s: ClientState): void => {
     const seq = s.nextSeq++;
@@ -204,6 +217,7 @@ export async function runRequest(o: RequestRunOptions): Promise<RequestResult> {
     verify: o.verify ? { checked: true, lost, duplicates, outOfOrder, badBodies } : null,
     skipped,
     serverRssMb: serverRss === null ? null : Math.round(serverRss / 1048576),
+    serverCpuUsPerRequest: Number.isFinite(cpu.end - cpu.start) && cpu.doneAtEnd > cpu.doneAtStart ? Math.round(((cpu.end - cpu.start) / (cpu.doneAtEnd - cpu.doneAtStart)) * 10) / 10 : null,
   };
 }
 
@@ -230,5 +244,6 @@ export function requestRows(r: RequestResult): [string, string][] {
         : 'off (--verify checks every answer)',
     ],
     ['server RSS', r.serverRssMb === null ? 'n/a' : `${r.serverRssMb} MB`],
+    ['server CPU per request', r.serverCpuUsPerRequest === null ? 'n/a (--server-pid gives it for a running gate)' : `${r.serverCpuUsPerRequest} µs`],
   ];
 }

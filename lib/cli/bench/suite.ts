@@ -101,8 +101,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const backend = await spawnTrivialBackend(server);
   const stopAll: Child[] = [backend];
   try {
-    const reqOpts = (at: HostPort, pid: number | undefined, rate: number, warmupMs: number) => ({
-      transport: 'tcp' as Transport,
+    const reqOpts = (at: HostPort, pid: number | undefined, rate: number, warmupMs: number, transport: Transport = 'tcp') => ({
+      transport,
       at,
       connections: o.requestConnections,
       inflight: o.requestInflight,
@@ -117,10 +117,10 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       log: o.log,
       serverPid: pid,
     });
-    const requestOn = async (which: 'gate' | 'baseline', rate: number, warmupMs = o.warmupMs): Promise<RequestResult> => {
+    const requestOn = async (which: 'gate' | 'baseline', rate: number, warmupMs = o.warmupMs, transport: Transport = 'tcp'): Promise<RequestResult> => {
       const srv = which === 'gate' ? await spawnGate(backend.url, server) : await spawnBaselineRelay(backend.url, server);
       try {
-        return await runRequest(reqOpts(srv.tcp, srv.pid, rate, warmupMs));
+        return await runRequest(reqOpts(transport === 'tcp' ? srv.tcp : srv.ws, srv.pid, rate, warmupMs, transport));
       } finally {
         await srv.stop();
       }
@@ -153,7 +153,27 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
           target: '≥ 0.9×',
           pass: ratio >= 0.9,
         });
-        const bad = [...g, ...b].filter((r) => r.errors > 0 || (r.verify && r.verify.lost + r.verify.duplicates + r.verify.outOfOrder + r.verify.badBodies > 0));
+        const cpuRow = (figure: string, gs: RequestResult[], bs: RequestResult[]): void => {
+          const gc = median(gs.map((r) => r.serverCpuUsPerRequest ?? NaN));
+          const bc = median(bs.map((r) => r.serverCpuUsPerRequest ?? NaN));
+          rows.push({ figure, unit: 'µs', gate: round(gc, 1), baseline: round(bc, 1), ratio: round(gc / bc), target: '≤ 0.85×', pass: gc <= 0.85 * bc });
+        };
+        cpuRow('  server CPU per forwarded request over TCP, µs', g, b);
+        // The same over WebSocket (the relay speaks both).
+        const gw: RequestResult[] = [];
+        const bw: RequestResult[] = [];
+        for (let i = 0; i < n; i++) {
+          say(`request/ws ${i + 1}/${n}: gate…`);
+          gw.push(await requestOn('gate', 0, o.warmupMs, 'ws'));
+          say(`request/ws ${i + 1}/${n}: baseline relay…`);
+          bw.push(await requestOn('baseline', 0, o.warmupMs, 'ws'));
+        }
+        raw.requestWs = { gate: gw, baseline: bw };
+        const gwr = median(gw.map((r) => r.rate));
+        const bwr = median(bw.map((r) => r.rate));
+        rows.push({ figure: `request/s over WS (${o.requestConnections} conns × ${o.requestInflight} in flight, 64 B)`, unit: 'req/s', gate: Math.round(gwr), baseline: Math.round(bwr), ratio: round(gwr / bwr), target: '(info)', pass: true });
+        cpuRow('  server CPU per forwarded request over WS, µs', gw, bw);
+        const bad = [...g, ...b, ...gw, ...bw].filter((r) => r.errors > 0 || (r.verify && r.verify.lost + r.verify.duplicates + r.verify.outOfOrder + r.verify.badBodies > 0));
         if (bad.length) notes.push(`request: ${bad.length} run(s) had errors or failed verification`);
       }
     }
