@@ -7,6 +7,7 @@ import { workerIndex } from '../lib/procs.js';
 
 const USAGE = `usage:
   gate serve [options]          run a gate (gate serve --help lists the options)
+  gate config [options]         the configuration gate serve would run with, and each value's source
   gate client [options]         interactive client for trying a gate by hand
   gate bench [options]          load generator with a live progress line and a summary table
   gate demo-backend [--port N]  run the example game backend on its own`;
@@ -99,6 +100,9 @@ async function main(): Promise<void> {
   switch (command) {
     case 'serve':
       return serveCommand(rest);
+    case 'config':
+      process.exitCode = (await import('../lib/cli/configCommand.js')).configCommand(rest, process.env, (s) => void process.stdout.write(s), (s) => void process.stderr.write(s));
+      return;
     case 'client':
       // Each command loads only what it needs, so `gate serve` starts fast.
       process.exitCode = await (await import('../lib/cli/client.js')).runClientCommand(rest);
@@ -117,7 +121,7 @@ async function main(): Promise<void> {
       if (command === undefined) process.exitCode = 2;
       return;
     default:
-      die(2, `gate: unknown command "${command}" (serve, client, bench, demo-backend)`);
+      die(2, `gate: unknown command "${command}" (serve, config, client, bench, demo-backend)`);
   }
 }
 

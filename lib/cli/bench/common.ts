@@ -209,11 +209,11 @@ export function spawnChild(name: string, script: string, args: string[], o: Spaw
       clearTimeout(timer);
       reject(e);
     });
-    child.once('exit', (code) => {
+    child.once('exit', (code, signal) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code} before it was ready`));
+      reject(new Error(`${name} ${signal ? `was killed by ${signal}` : `exited with status ${code}`} before it was ready`));
     });
     const onData = (d: Buffer): void => {
       buf += d.toString();
