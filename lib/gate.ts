@@ -21,7 +21,7 @@ import {
 } from 'rxjs';
 import { authenticator, type Authenticator } from './auth.js';
 import type { GateConfig } from './config.js';
-import type { Connection } from './connection.js';
+import type { Connection, Transport } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
 import { CoarseScheduler } from './coarseScheduler.js';
@@ -104,6 +104,8 @@ export class Gate {
   /** The session layer: this process's sessions (single node) or the cluster's, in Redis. */
   readonly sessions: Sessions;
   private readonly sampler: LogSampler;
+  /** gate_connections by transport, label children made once (a label lookup hashes an object each call). */
+  private readonly connGauge: Record<Transport, { inc(): void; dec(): void }>;
   readonly pool: WorkerPool;
   readonly events: EventQueue | null;
   /** Cluster mode: posts the cluster's event stream while this member holds its lease. */
@@ -198,6 +200,7 @@ export class Gate {
         )
       : null;
     this.sampler = new LogSampler(cfg.logSample, this.log, this.metrics.logSampledOut);
+    this.connGauge = { tcp: this.metrics.connections.labels({ transport: 'tcp' }), ws: this.metrics.connections.labels({ transport: 'ws' }) };
     const layer = {
       cfg,
       metrics: this.metrics,
@@ -313,7 +316,7 @@ export class Gate {
    * Every error ends in a BYE for this connection only.
    */
   private openLink(conn: Connection): void {
-    this.metrics.connections.inc({ transport: conn.transport });
+    this.connGauge[conn.transport].inc();
     // Guarded: the remote address is a getpeername syscall, too dear to build for a line not written.
     if (this.log.isLevelEnabled('debug')) this.log.debug({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
     new Link(this, conn, this.jobSink).start();
@@ -327,7 +330,7 @@ export class Gate {
 
   /** @internal */
   connectionEnded(conn: Connection, st: ConnState, caught: GatewayError | null): void {
-    this.metrics.connections.dec({ transport: conn.transport });
+    this.connGauge[conn.transport].dec();
     // A link the transport closed itself (slow consumer inside send) says why on the connection.
     const err = caught ?? conn.closedWith;
     if (err) {
