@@ -364,6 +364,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
         row('  server RSS per logged-in connection (VmRSS 3 s after the last WELCOME, no forced GC, node without flags)', 'bytes', (r) => (r.rssPerConnKb ?? NaN) * 1024, `≤ ${rssLimit} KB`, (x) => x <= rssLimit * 1024);
       }
       raw.storm = storm;
+      notes.push('storm rows: gate and baseline run as node with no flags (the RSS an operator pays by default)');
       const failed = Object.values(storm).flatMap((s) => [...s.gate, ...s.baseline]).filter((r) => r.login.errors + r.resume.errors > 0);
       if (failed.length) notes.push(`storm: ${failed.length} run(s) had login or resume errors`);
     }
