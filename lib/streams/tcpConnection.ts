@@ -41,14 +41,10 @@ export class TcpConnection extends BaseLink implements Connection {
     this.decoder = new FrameDecoder(this.limits.maxFrame);
     this.socket.on('data', this.onData);
     this.socket.once('end', this.onEnd);
-    return () => {
-      this.reader = null;
-      this.socket.off('data', this.onData);
-      this.socket.off('end', this.onEnd);
-    };
+    return this.stopReading;
   }
 
-  // Two listeners made with the link (sharing its context) rather than three closures (and a
+  // Listeners and teardown made with the link (sharing its context) rather than closures (and a
   // context) per subscription: every idle connection pays for what it holds.
   private decoder: FrameDecoder | null = null;
   private readonly onData = (chunk: Buffer): void => {
@@ -57,6 +53,11 @@ export class TcpConnection extends BaseLink implements Connection {
     if (err) r?.error(err);
   };
   private readonly onEnd = (): void => this.reader?.complete();
+  private readonly stopReading = (): void => {
+    this.reader = null;
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+  };
 
   /** Computed when asked (logs): not kept as a string on every link. */
   get remoteAddress(): string {

@@ -34,26 +34,33 @@ export class WsConnection extends BaseLink implements Connection {
       return () => undefined;
     }
     this.reader = subscriber;
-    const onMessage = (data: RawData, isBinary: boolean): void => {
-      if (!isBinary) {
-        subscriber.error(new GatewayError('GW_ERR_FRAME_TEXT', 'text WebSocket messages are not frames; send binary'));
-        return;
-      }
-      let f: Frame;
-      try {
-        f = parseFrame(asBuffer(data), this.limits.maxFrame);
-      } catch (e) {
-        subscriber.error(e);
-        return;
-      }
-      subscriber.next(f);
-    };
-    this.ws.on('message', onMessage);
-    return () => {
-      this.reader = null;
-      this.ws.off('message', onMessage);
-    };
+    this.ws.on('message', this.onMessage);
+    return this.stopReading;
   }
+
+  // Made with the link (sharing its context) rather than per subscription: every idle link pays
+  // for what it holds.
+  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    const subscriber = this.reader;
+    if (!subscriber) return;
+    if (!isBinary) {
+      subscriber.error(new GatewayError('GW_ERR_FRAME_TEXT', 'text WebSocket messages are not frames; send binary'));
+      return;
+    }
+    let f: Frame;
+    try {
+      f = parseFrame(asBuffer(data), this.limits.maxFrame);
+    } catch (e) {
+      subscriber.error(e);
+      return;
+    }
+    subscriber.next(f);
+  };
+
+  private readonly stopReading = (): void => {
+    this.reader = null;
+    this.ws.off('message', this.onMessage);
+  };
 
   get remoteAddress(): string {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? 0}`;
