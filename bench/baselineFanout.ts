@@ -11,9 +11,10 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
 import { parseArgs } from 'node:util';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../lib/frame.js';
+import { FrameType, encodeFrame, frame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
 import { onParentGone } from '../lib/parentWatch.js';
+import { onWsFrames } from './wsFrames.js';
 
 const { values } = parseArgs({ options: { 'port-tcp': { type: 'string', default: '0' }, 'port-ws': { type: 'string', default: '0' }, 'port-api': { type: 'string', default: '0' } } });
 const MAX_FRAME = 256 * 1024;
@@ -60,17 +61,9 @@ const tcp = createNetServer((socket) => {
 const wsHttp = createHttpServer();
 const wss = new WebSocketServer({ server: wsHttp, perMessageDeflate: false, clientTracking: false, maxPayload: MAX_FRAME + 8 });
 wss.on('connection', (ws: WebSocket) => {
-  ws.on('error', () => undefined);
   const write = (f: Frame): void => ws.send(encodeFrame(f, false));
   let playerId: string | null = null;
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary) return ws.terminate();
-    let f: Frame;
-    try {
-      f = parseFrame(data, MAX_FRAME);
-    } catch {
-      return ws.terminate();
-    }
+  onWsFrames(ws, MAX_FRAME, (f) => {
     if (f.type === FrameType.HELLO) playerId = login(f, write);
     else if (f.type === FrameType.PING) write(frame(FrameType.PONG, f.seq));
   });

@@ -9,9 +9,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { WebSocketServer } from 'ws';
-import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../lib/frame.js';
+import { FrameType, encodeFrame, frame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
 import { onParentGone } from '../lib/parentWatch.js';
+import { onWsFrames } from './wsFrames.js';
 
 const { values } = parseArgs({ options: { port: { type: 'string', default: '0' }, 'ws-port': { type: 'string', default: '0' } } });
 const MAX_FRAME = 64 * 1024;
@@ -49,23 +50,15 @@ function serveTcp(socket: Socket): void {
 
 const tcp = createServer(serveTcp);
 const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(values['ws-port']), perMessageDeflate: false, maxPayload: MAX_FRAME, backlog: 4096 });
-wss.on('connection', (ws) => {
-  ws.on('error', () => undefined);
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary) return ws.terminate();
-    let f: Frame;
-    try {
-      f = parseFrame(data, MAX_FRAME);
-    } catch {
-      return ws.terminate();
-    }
+wss.on('connection', (ws) =>
+  onWsFrames(ws, MAX_FRAME, (f) => {
     if (f.type === FrameType.HELLO) {
       const w = welcome(f.body);
       if (w) ws.send(encodeFrame(w, false));
       else ws.terminate();
     } else if (f.type === FrameType.PING) ws.send(encodeFrame(frame(FrameType.PONG, f.seq), false));
-  });
-});
+  }),
+);
 
 let wsAddr = '';
 let tcpAddr = '';

@@ -12,9 +12,10 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { WebSocketServer } from 'ws';
-import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../lib/frame.js';
+import { FrameType, encodeFrame, frame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
 import { onParentGone } from '../lib/parentWatch.js';
+import { onWsFrames } from './wsFrames.js';
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, port: { type: 'string', default: '0' }, 'ws-port': { type: 'string', default: '0' }, workers: { type: 'string', default: '256' } } });
 if (!values.backend) {
@@ -106,18 +107,7 @@ function serveTcp(socket: Socket): void {
 const server = createServer(serveTcp);
 // The same relay over WebSocket: one binary message is one frame (§2.1).
 const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(values['ws-port']), perMessageDeflate: false, maxPayload: MAX_FRAME + 64, clientTracking: false, backlog: 4096 });
-wss.on('connection', (ws) => {
-  ws.on('error', () => undefined);
-  const onFrame = serveLink((f) => ws.send(encodeFrame(f, false)));
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary) return ws.terminate();
-    try {
-      onFrame(parseFrame(data, MAX_FRAME));
-    } catch {
-      ws.terminate();
-    }
-  });
-});
+wss.on('connection', (ws) => onWsFrames(ws, MAX_FRAME, serveLink((f) => ws.send(encodeFrame(f, false)))));
 let wsAddr = '';
 wss.on('listening', () => {
   const a = wss.address();
