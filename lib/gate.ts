@@ -591,7 +591,7 @@ export class Gate {
 
   /** /v1/stats: this gate's counts; in cluster mode also every live gate's (from their beats) and the totals (CONTRACT §5). */
   async statsAll(): Promise<ReturnType<Gate['stats']> & { gates?: GateFigures[]; cluster?: { connections: number; sessions: number } }> {
-    if (!(this.sessions instanceof ClusterSessions)) return this.stats();
+    if (!this.sessions.clustered) return this.stats();
     const gates = await this.sessions.gates();
     return {
       ...this.stats(),

@@ -26,6 +26,10 @@ export class ClusterSessions extends Sessions {
     super(deps);
   }
 
+  override get clustered(): boolean {
+    return true;
+  }
+
   override get up(): boolean {
     return this.node.up;
   }

@@ -97,6 +97,11 @@ export class Sessions {
     this.note = deps.sampler;
   }
 
+  /** True when sessions are shared with other gates (cluster mode): /v1/stats then lists every gate. */
+  get clustered(): boolean {
+    return false;
+  }
+
   /** False while the shared store is unreachable (`/readyz`); always true on a single node. */
   get up(): boolean {
     return true;
@@ -335,7 +340,7 @@ export class Sessions {
   }
 
   /** One push to every session; `count` sees each receipt. */
-  async broadcast(route: number, body: Buffer, count: (r: PushResult | null) => void): Promise<void> {
+  broadcast(route: number, body: Buffer, count: (r: PushResult | null) => void): Promise<void> {
     for (const s of [...this.store.all()]) count(this.pushTo(s, route, body));
     return Promise.resolve();
   }
