@@ -23,7 +23,15 @@ export class LogSampler {
 
   /** Writes `msg` at info unless this second's budget is spent (then it is counted). */
   info(obj: object, msg: string): void {
-    if (this.allow(msg)) this.log.info(obj, msg);
+    if (this.on(msg)) this.log.info(obj, msg);
+  }
+
+  /**
+   * True when a line `msg` at info is to be written now: callers build the line's object only
+   * then (a storm must not build ten thousand objects a second for lines nobody writes).
+   */
+  on(msg: string): boolean {
+    return this.log.isLevelEnabled('info') && this.allow(msg);
   }
 
   /** True when a line may be written now; false: counted as sampled out. */

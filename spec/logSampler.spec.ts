@@ -5,9 +5,9 @@ import pino from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { LogSampler } from '../lib/logSampler.js';
 
-function setup(perSecond: number) {
+function setup(perSecond: number, level = 'info') {
   const lines: { msg: string; sampledOut?: Record<string, number> }[] = [];
-  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) });
+  const log = pino({ level }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) });
   const counter = new Counter({ name: 'gate_log_sampled_out_total', help: 'h', labelNames: ['msg'] as const, registers: [new Registry()] });
   let now = 0;
   const sampler = new LogSampler(perSecond, log, counter, () => now);
@@ -27,6 +27,14 @@ describe('LogSampler', () => {
     assert.deepEqual(lines.slice(3).map((l) => l.msg), ['log lines sampled out', 'login']);
     assert.deepEqual(lines[3]!.sampledOut, { login: 2, 'session detached': 1 });
     assert.deepEqual(await counted(counter), { login: 2, 'session detached': 1 });
+  });
+
+  it('should say no, and count nothing, when info lines are off (the caller then builds nothing)', async () => {
+    const { lines, counter, sampler } = setup(1, 'warn');
+    for (let i = 0; i < 5; i++) assert.equal(sampler.on('login'), false);
+    sampler.flush();
+    assert.equal(lines.length, 0);
+    assert.deepEqual(await counted(counter), {});
   });
 
   it('should write every line with a budget of 0', () => {

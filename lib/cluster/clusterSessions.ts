@@ -106,7 +106,7 @@ export class ClusterSessions extends Sessions {
     s.sentUpTo = res.upTo;
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
-    this.note.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
+    if (this.note.on('session resumed')) this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap: res.gap, from: res.previous.member }, 'session resumed');
     c.attached(s);
     if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
     return true;
@@ -261,7 +261,7 @@ export class ClusterSessions extends Sessions {
     if (r.kind !== 'ok') return false;
     const local = this.store.bySession(r.sessionId);
     if (local) this.dropLocal(local, new GatewayError('GW_ERR_KICKED', reason ?? 'kicked by the backend'));
-    this.note.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
+    if (this.note.on('kick')) this.log.info({ playerId, sessionId: r.sessionId, holder: r.owner }, 'kick');
     return true;
   }
 

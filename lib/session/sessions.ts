@@ -134,7 +134,7 @@ export class Sessions {
       },
     });
     if (!res.ok) {
-      this.note.info({ connId: conn.id, reason: res.reason }, 'login refused');
+      if (this.note.on('login refused')) this.log.info({ connId: conn.id, reason: res.reason }, 'login refused');
       throw new GatewayError('GW_ERR_AUTH_FAILED', res.reason);
     }
     if (!conn.isOpen) return; // the link went away while the backend was deciding
@@ -152,7 +152,7 @@ export class Sessions {
     this.watchIdle(s);
     this.sendWelcome(conn, s, false, false);
     this.emit('online', s);
-    this.note.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old || claim.replacedElsewhere }, 'login');
+    if (this.note.on('login')) this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, replaced: !!old || claim.replacedElsewhere }, 'login');
     this.attached(s);
     // The link went away while the store answered: the session stays, detached, for a resume.
     if (!conn.isOpen && s.conn === conn) this.detach(s, 'closed');
@@ -200,7 +200,7 @@ export class Sessions {
     this.metrics.resumes.inc({ result: 'resumed' });
     this.pump(s);
     this.emit('resumed', s);
-    this.note.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap }, 'session resumed');
+    if (this.note.on('session resumed')) this.log.info({ connId: conn.id, playerId: s.playerId, sessionId: s.sessionId, lastSeq: r.lastSeq, gap }, 'session resumed');
     return Promise.resolve(true);
   }
 
@@ -245,7 +245,7 @@ export class Sessions {
     s.conn = null;
     s.state = 'detached';
     this.emit('detached', s, reason);
-    this.note.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
+    if (this.note.on('session detached')) this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, 'session detached');
   }
 
   /**
@@ -271,7 +271,8 @@ export class Sessions {
   endSession(s: Session, reason: string, err: GatewayError | null): void {
     if (s.state === 'ended') return;
     this.dropLocal(s, err);
-    this.note.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, reason === 'kicked' ? 'kick' : 'session ended');
+    const line = reason === 'kicked' ? 'kick' : 'session ended';
+    if (this.note.on(line)) this.log.info({ playerId: s.playerId, sessionId: s.sessionId, reason }, line);
     this.ended(s, reason);
   }
 
