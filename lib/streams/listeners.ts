@@ -78,12 +78,15 @@ const readTls = (tls: TlsFiles): { cert: Buffer; key: Buffer; handshakeTimeout: 
 const ignoreError = (): void => undefined;
 
 /**
- * The upgraded socket leaves the --max-connections count when it closes. A function of its own on
- * purpose: a closure made inside the upgrade handler would share that handler's context, and keep
- * the upgrade request (headers and all, about 2 KB) alive as long as the link.
+ * The socket leaves the --max-connections count if it closes during the upgrade; once the
+ * upgrade is done, the WsConnection's own close listener does it (one listener per link, not
+ * two). A function of its own on purpose: a closure made inside the upgrade handler would share
+ * that handler's context, and keep the upgrade request (headers and all, about 2 KB) alive.
  */
-function countUntilClose(socket: Duplex, a: Admission): void {
-  socket.once('close', () => a.open--);
+function countUntilClose(socket: Duplex, a: Admission): () => void {
+  const uncount = (): void => void a.open--;
+  socket.once('close', uncount);
+  return uncount;
 }
 
 /** Counts a new link against --max-connections; false = refuse it. */
@@ -213,8 +216,11 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;
       }
-      countUntilClose(socket, cfg.admission);
-      wss.handleUpgrade(req, socket, head, (ws) => subscriber.next(new WsConnection(cfg.nextId(), ws, req.socket, cfg.limits)));
+      const uncount = countUntilClose(socket, cfg.admission);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        socket.off('close', uncount);
+        subscriber.next(new WsConnection(cfg.nextId(), ws, req.socket, cfg.limits, cfg.admission));
+      });
     });
     server.on('clientError', (_err, socket: Duplex) => socket.destroy());
     server.on('tlsClientError', (_err, socket: Duplex) => socket.destroy());

@@ -21,9 +21,14 @@ export class WsConnection extends BaseLink implements Connection {
     /** The upgraded socket (ws holds it too): its address is read when asked, not kept as a string. */
     private readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined },
     limits: ConnectionLimits,
+    /** Decremented when the link closes (the --max-connections count). */
+    counted: { open: number } | null = null,
   ) {
     super(id, limits);
-    ws.once('close', () => this.finished());
+    ws.once('close', () => {
+      if (counted) counted.open--;
+      this.finished();
+    });
     ws.on('error', ignore); // 'close' follows every error
     this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
