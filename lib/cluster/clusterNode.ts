@@ -277,30 +277,25 @@ export class ClusterNode {
       return;
     }
     const nl = msg.indexOf(10);
+    const end = nl === -1 ? msg.length : nl;
     if (msg[0] === 0x50 /* P */ && msg[1] === 0x20) {
-      // The hot one (a push): parsed in place, without splitting a line into strings.
-      const end = nl === -1 ? msg.length : nl;
+      // The hot one (a push): parsed in place, without splitting the line into strings.
       const sp = msg.indexOf(0x20, 2);
-      if (sp !== -1 && sp < end) {
-        const seq = digits(msg, sp + 1, end);
-        const el = nl === -1 ? null : msg.subarray(nl + 1);
-        // Copied: the body must not pin the subscriber's receive buffer.
-        const push = el !== null && el.length >= 2 ? { seq, route: el.readUInt16BE(0), body: Buffer.from(el.subarray(2)) } : null;
-        if (seq > 0 && !this.closing) this.apply({ kind: 'push', sessionId: msg.toString('utf8', 2, sp), seq, push });
-        if (seq > 0) return;
+      const seq = sp === -1 || sp >= end ? -1 : digits(msg, sp + 1, end);
+      if (seq <= 0) {
+        this.log.warn({ notice: msg.toString('utf8', 0, Math.min(end, 80)) }, 'malformed push notice ignored');
+        return;
       }
-    }
-    const line = msg.toString('utf8', 0, nl === -1 ? msg.length : nl);
-    const head = line.split(' ', 3);
-    const [kind, sessionId = '', arg = ''] = head;
-    let n: Notice;
-    if (kind === 'P') {
-      const seq = Number(arg);
       const el = nl === -1 ? null : msg.subarray(nl + 1);
       // Copied: the body must not pin the subscriber's receive buffer.
       const push = el !== null && el.length >= 2 ? { seq, route: el.readUInt16BE(0), body: Buffer.from(el.subarray(2)) } : null;
-      n = { kind: 'push', sessionId, seq, push };
-    } else if (kind === 'M') n = { kind: 'moved', sessionId, gen: Number(arg) };
+      if (!this.closing) this.apply({ kind: 'push', sessionId: msg.toString('utf8', 2, sp), seq, push });
+      return;
+    }
+    const line = msg.toString('utf8', 0, end);
+    const [kind, sessionId = '', arg = ''] = line.split(' ', 3);
+    let n: Notice;
+    if (kind === 'M') n = { kind: 'moved', sessionId, gen: Number(arg) };
     else if (kind === 'A') {
       const seq = Number(arg);
       const rec = nl === -1 ? null : msg.subarray(nl + 1);
