@@ -5,10 +5,9 @@
 // requests, and its heap (after full GCs, through memProbe.js) within HEAP_LIMIT of where it was.
 import { createHistogram } from 'node:perf_hooks';
 import { connect as netConnect, type Socket } from 'node:net';
-import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame, frame, parseFrame, PREFIX_BYTES, type Frame } from '../../frame.js';
-import { SOURCE_ADDRESSES, latencyOf, progressLine, sleep, type HostPort, type Latency, type Transport } from './common.js';
+import { SOURCE_ADDRESSES, latencyOf, progressLine, readServerStats, sleep, type HostPort, type Latency, type Transport } from './common.js';
 import type { MemorySample, MemorySource } from './memory.js';
 
 /** Most one cycle may take, ms: past it the run fails. */
@@ -240,14 +239,7 @@ async function runCycles(
 }
 
 async function readStats(o: ChurnRunOptions): Promise<ChurnStats> {
-  const res = await request(`http://${o.api.host}:${o.api.port}/v1/stats`, {
-    headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {},
-    headersTimeout: 5_000,
-    bodyTimeout: 5_000,
-  });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`GET /v1/stats: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
-  const j = JSON.parse(text) as Partial<ChurnStats>;
+  const j = await readServerStats(o.api, o.apiKey);
   return { connections: Number(j.connections), sessions: Number(j.sessions), inflight: Number(j.inflight), queued: Number(j.queued) };
 }
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type RecordableHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame, frame, parseFrame, type Frame } from '../../frame.js';
 import { RUN_MARKER_ENV } from '../../parentWatch.js';
@@ -76,6 +77,19 @@ export function openFileLimit(): number {
     /* not Linux */
   }
   return 20_000;
+}
+
+/** A server's `GET /v1/stats` (its counts as numbers), bounded at 5 s; rejects on a non-200. */
+export async function readServerStats(api: HostPort, apiKey: string | null): Promise<Record<string, number>> {
+  const res = await request(`http://${api.host}:${api.port}/v1/stats`, {
+    headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
+    headersTimeout: 5_000,
+    bodyTimeout: 5_000,
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`GET /v1/stats: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+  const j = JSON.parse(text) as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(j).filter(([, v]) => typeof v === 'number')) as Record<string, number>;
 }
 
 /** USER_HZ: /proc/<pid>/stat counts CPU in 1/100 s. */

@@ -5,8 +5,7 @@
 // balancer does), which also leaves no client port in TIME_WAIT to slow the next run. Per phase: logins (or resumes) per second, time from dial to
 // WELCOME, errors by code, and the server's CPU; plus the server's RSS before, after the logins
 // and per connection, as the machine pays it (VmRSS, no forced GC).
-import { request } from 'undici';
-import { LoginRefused, connectClient, cpuUs, latencyOf, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
+import { LoginRefused, connectClient, cpuUs, latencyOf, progressLine, readServerStats, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
 import { createHistogram } from 'node:perf_hooks';
 import { FrameType, frame } from '../../frame.js';
 
@@ -138,13 +137,7 @@ async function allDetached(o: StormOptions): Promise<number | null> {
   if (!o.api) return null;
   const t0 = Date.now();
   for (;;) {
-    const res = await request(`http://${o.api.host}:${o.api.port}/v1/stats`, {
-      headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {},
-      headersTimeout: 5_000,
-      bodyTimeout: 5_000,
-    });
-    const j = (await res.body.json()) as { connections?: number; online?: number };
-    if (res.statusCode !== 200) throw new Error(`GET /v1/stats: HTTP ${res.statusCode}`);
+    const j = await readServerStats(o.api, o.apiKey);
     if (j.connections === 0 && j.online === 0) return Date.now() - t0;
     if (Date.now() - t0 > DETACH_TIMEOUT_MS) throw new Error(`the server still had ${j.connections} links and ${j.online} online sessions ${DETACH_TIMEOUT_MS / 1000} s after every link was cut`);
     await sleep(POLL_MS);
@@ -183,9 +176,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     for (const c of clients) c?.reset();
     clients.fill(null);
     const detachMs = await allDetached(o);
-    const resumed: (BenchClient | null)[] = clients;
     const resume = await phase(
-      { ...o, clients: o.clients },
+      o,
       'resume',
       (i) => {
         const s = sessions[i];
@@ -193,7 +185,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         return connectClient(o.transport, o.at, i, WELCOME_TIMEOUT_MS, s).then((c) => ((lastSent[i] = performance.now()), c));
       },
       (c) => (c.welcome.resumed ? null : 'fresh'),
-      resumed,
+      clients,
     );
     const rssAfterResume = rssBytes(pid);
     return {
