@@ -5,7 +5,7 @@
  * (`--api-key`, `--jwt-secret`) are shown as set or not, never their value.
  */
 import { Option } from 'commander';
-import { OPTIONS, buildConfig, camel, envName, type GateConfig, type RawOptions } from '../config.js';
+import { OPTIONS, buildConfig, camel, envName, type GateConfig } from '../config.js';
 import { isGatewayError } from '../errors.js';
 import { optionLayers, type OptionLayers } from './serveOptions.js';
 
@@ -25,11 +25,13 @@ const SECRETS = new Set(['api-key', 'jwt-secret']);
 
 /** Every option's effective value and its source, in the option table's order. */
 export function effectiveOptions(layers: OptionLayers, cfg: GateConfig): EffectiveOption[] {
+  const sources = [
+    [layers.flags, 'flag'],
+    [layers.env, 'env'],
+    [layers.file, 'file'],
+  ] as const;
   const from = (flag: string): [string | undefined, OptionSource] => {
-    const pick = (l: RawOptions): string | undefined => l[flag];
-    if (pick(layers.flags) !== undefined) return [pick(layers.flags), 'flag'];
-    if (pick(layers.env) !== undefined) return [pick(layers.env), 'env'];
-    if (pick(layers.file) !== undefined) return [pick(layers.file), 'file'];
+    for (const [layer, source] of sources) if (layer[flag] !== undefined) return [layer[flag], source];
     return [undefined, 'default'];
   };
   // Defaults worked out at start-up rather than written in the table.
@@ -60,7 +62,7 @@ export function configCommand(argv: readonly string[], env: NodeJS.ProcessEnv, o
     throw e;
   }
   const rows = effectiveOptions(p.layers, cfg);
-  if (p.opts?.json === true) {
+  if (p.opts.json === true) {
     out(`${JSON.stringify({ configFile: p.layers.configPath, options: rows })}\n`);
     return 0;
   }

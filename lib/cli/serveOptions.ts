@@ -18,10 +18,12 @@ export interface OptionLayers {
   readonly configPath: string | null;
 }
 
-type Parsed = { readonly ok: true; readonly layers: OptionLayers } | { readonly ok: false; readonly status: 0 | 2; readonly line: string | null };
+type Parsed =
+  | { readonly ok: true; readonly layers: OptionLayers; /** Every parsed flag (a command's own extras too). */ readonly opts: Record<string, string | boolean | undefined> }
+  | { readonly ok: false; readonly status: 0 | 2; readonly line: string | null };
 
 /** The three layers `command argv` reads in environment `env`, or why it cannot (one line, status 2). */
-export function optionLayers(command: string, argv: readonly string[], env: NodeJS.ProcessEnv, out: (s: string) => void = () => undefined, extra: (cmd: Command) => void = () => undefined): Parsed & { readonly opts?: Record<string, string | boolean | undefined> } {
+export function optionLayers(command: string, argv: readonly string[], env: NodeJS.ProcessEnv, out: (s: string) => void = () => undefined, extra: (cmd: Command) => void = () => undefined): Parsed {
   const cmd = new Command(command)
     .exitOverride()
     .configureOutput({ writeErr: () => undefined, writeOut: out })
