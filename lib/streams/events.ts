@@ -65,8 +65,10 @@ export class EventQueue {
     const scheduler = cfg.scheduler ?? asyncScheduler;
     let attempt = 0;
     const linger = cfg.lingerMs ?? 0;
-    // A linger ends early once a full batch is queued.
-    const lingerOver$ = defer(() => race(timer(linger, scheduler), this.kick.pipe(filter(() => this.queue.length >= cfg.batchMax))).pipe(take(1)));
+    // When the next batch may go: at once when it is full (or there is no linger), else after the
+    // linger, which ends early once a full batch is queued.
+    const lingerOver$ = race(timer(linger, scheduler), this.kick.pipe(filter(() => this.queue.length >= cfg.batchMax))).pipe(take(1));
+    const batchReady$ = (): Observable<unknown> => (linger === 0 || this.queue.length >= cfg.batchMax ? of(0) : lingerOver$);
     const postOnce$ = defer(() => {
       const batch = this.queue.slice(0, cfg.batchMax);
       const droppedBefore = this.dropped;
@@ -83,15 +85,14 @@ export class EventQueue {
       }),
       // More queued: a full batch goes at once, a partial one after the linger (a steady trickle
       // of logins must not become one POST per event).
-      repeat({ delay: () => (this.queue.length === 0 ? EMPTY : this.queue.length >= cfg.batchMax || linger === 0 ? of(0) : lingerOver$) }),
+      repeat({ delay: () => (this.queue.length === 0 ? EMPTY : batchReady$()) }),
     );
     // exhaustMap: kicks while a batch lingers or posts are ignored; `repeat` posts what came meanwhile.
-    const lingered$ = lingerOver$.pipe(exhaustMap(() => postOnce$));
     // startWith: events queued before the loop was subscribed get their wake-up too.
     this.drain$ = this.kick.pipe(
       startWith(undefined),
       filter(() => this.queue.length > 0),
-      exhaustMap(() => (linger === 0 || this.queue.length >= cfg.batchMax ? postOnce$ : lingered$)),
+      exhaustMap(() => batchReady$().pipe(exhaustMap(() => postOnce$))),
       filter(() => false),
     ) as Observable<never>;
   }
