@@ -157,13 +157,9 @@ export class ClusterSessions extends Sessions {
   /** One session at shutdown: BYE shutdown to its link, detached in Redis (its script writes the `detached` event). */
   private async detachForShutdown(s: Session, bye: GatewayError): Promise<void> {
     const f = s.fence;
-    const conn = s.conn;
     const wasOnline = s.state === 'online';
-    s.state = 'ended'; // nothing here acts on it any more; Redis keeps it for a resume elsewhere
-    this.store.remove(s);
-    s.endActivity();
-    s.conn = null;
-    if (conn) this.deps.closeWith(conn, bye);
+    // Let go here (nothing here acts on it any more); Redis keeps it for a resume elsewhere.
+    this.dropLocal(s, bye);
     if (!wasOnline || f === null) return;
     try {
       await this.node.sessions.detach(f, 'shutdown');
