@@ -121,7 +121,14 @@ describe('cluster mode: gates killed with SIGKILL', () => {
     for (const { w } of [logins[0]!, caller])
       await waitFor(`the resumed event of ${w.playerId}`, () => backend.events().some((x) => x.sessionId === w.sessionId && x.type === 'resumed'), WAIT_MS);
     for (const { w } of logins) {
-      const seen = backend.events().filter((x) => x.sessionId === w.sessionId).map((x) => x.type);
+      // At-least-once (docs/backend.md): a batch the killed gate posted but had not yet marked
+      // done is posted again by the next lease holder, with the same ids. The backend dedupes on
+      // `id`, and so does this check; a second event with a new id would still fail it.
+      const ids = new Set<string>();
+      const seen = backend
+        .events()
+        .filter((x) => x.sessionId === w.sessionId && !ids.has(String(x.id)) && ids.add(String(x.id)))
+        .map((x) => x.type);
       const resumedToo = w === logins[0]!.w || w === caller.w;
       assert.deepEqual(seen, resumedToo ? ['online', 'detached', 'resumed'] : ['online', 'detached'], `events of ${w.playerId}`);
     }
