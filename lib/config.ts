@@ -57,6 +57,8 @@ export interface GateConfig {
   readonly logLevel: string;
   /** --log-sample: session lifecycle lines logged per second at most (0 = all). */
   readonly logSample: number;
+  /** --key-grace: after a reload changes --api-key or --jwt-secret, how long the previous one is still accepted, ms. */
+  readonly keyGraceMs: number;
   /** Grace for in-flight upstream calls on shutdown (§5: 10 s). */
   readonly shutdownGraceMs: number;
   /** Backend event batching: most events per POST /events, and most queued before the oldest are dropped. */
@@ -124,7 +126,21 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'procs', kind: 'string', def: '1', help: `worker processes sharing the ports: N (1..${MAX_PROCS}) or auto (one per CPU); more than 1 needs --redis` },
   { flag: 'log-level', kind: 'level', def: 'info', help: 'pino level: fatal|error|warn|info|debug|trace|silent' },
   { flag: 'log-sample', kind: 'int', def: '100', min: 0, help: 'session lines (login, resumed, detached, ended) logged per second at most; the rest counted; 0 = all' },
+  { flag: 'key-grace', kind: 'duration', def: '5m', min: 0, help: 'after a reload changes --api-key or --jwt-secret, the previous one is still accepted this long' },
 ];
+
+/**
+ * Options a reload (SIGHUP, POST /v1/admin/reload) applies to the running gate. Every other
+ * option needs a restart: a reload that changes one reports it under `restartRequired`.
+ */
+export const LIVE_OPTIONS: ReadonlySet<string> = new Set([
+  'log-level', 'log-sample', 'upstream-timeout', 'upstream-retries', 'idle-timeout', 'heartbeat', 'hello-timeout',
+  'workers', 'player-concurrency', 'queue-max', 'player-queue-max', 'rate-limit', 'buffer-max', 'buffer-max-bytes',
+  'outbound-max', 'max-connections', 'max-handshakes', 'api-key', 'jwt-secret', 'key-grace', 'tls-cert', 'tls-key',
+]);
+
+/** The GateConfig field an option sets (durations carry an `Ms` suffix). */
+export const fieldOf = (o: OptionSpec): keyof GateConfig => (camel(o.flag) + (o.kind === 'duration' ? 'Ms' : '')) as keyof GateConfig;
 
 export const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 export const envName = (flag: string): string => 'GATE_' + flag.toUpperCase().replace(/-/g, '_');
@@ -336,6 +352,7 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     maxHandshakes: int('max-handshakes'),
     playerQueueMax: int('player-queue-max'),
     logSample: int('log-sample'),
+    keyGraceMs: dur('key-grace'),
     rateLimit: str('rate-limit') === null || raw['rate-limit']!.trim() === 'off' ? null : parseRate('rate-limit', raw['rate-limit']!),
     tlsCert,
     tlsKey,

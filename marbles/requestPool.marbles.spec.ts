@@ -271,6 +271,72 @@ describe('requestPool', () => {
     assert.deepEqual([config.pool.busy, config.pool.waiting], [0, 0]);
   });
 
+  describe('limits$ (a config reload)', () => {
+    /** Jobs w, x, y, z of four players. */
+    const four = { w: { id: 'w', player: 'w' }, x: { id: 'x', player: 'x' }, y: { id: 'y', player: 'y' }, z: { id: 'z', player: 'z' } };
+    const limits = (workers: number, playerConcurrency = 1, queueMax = 10) => ({ workers, playerConcurrency, queueMax });
+
+    it('should start waiting jobs at once when the pool grows from 1 to 4 workers (doc marble)', () => {
+      testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+        const w = { w: cold('----------(W|)'), x: cold('----------(X|)'), y: cold('----------(Y|)'), z: cold('----------(Z|)') };
+        const limits$ = cold('a----b', { a: limits(1), b: limits(4) });
+        const source = cold(' -wxyz|', four);
+        const expected = '    -----------W---(XYZ|)';
+        const config = cfg(w, { workers: 1, limits$ });
+        expectObservable(source.pipe(requestPool(config))).toBe(expected);
+        expectSubscriptions(w.w.subscriptions).toBe('-^---------!');
+        expectSubscriptions(w.x.subscriptions).toBe('-----^---------!');
+        expectSubscriptions(w.y.subscriptions).toBe('-----^---------!');
+        expectSubscriptions(w.z.subscriptions).toBe('-----^---------!');
+      });
+    });
+
+    it('should start no job while busy is over a lowered worker count, and stop none', () => {
+      testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+        const w = { w: cold('----------(W|)'), x: cold('----------(X|)'), y: cold('----------(Y|)'), z: cold('----------(Z|)') };
+        const limits$ = cold('a--b', { a: limits(4), b: limits(1) });
+        const source = cold(' -wxyz|', four);
+        // w and x run on; y starts only when both have finished (busy under 1), z after y.
+        const expected = '    -----------WX---------Y---------(Z|)';
+        expectObservable(source.pipe(requestPool(cfg(w, { workers: 4, limits$ })))).toBe(expected);
+        expectSubscriptions(w.w.subscriptions).toBe('-^---------!');
+        expectSubscriptions(w.x.subscriptions).toBe('--^---------!');
+        expectSubscriptions(w.y.subscriptions).toBe('------------^---------!');
+        expectSubscriptions(w.z.subscriptions).toBe('----------------------^---------!');
+      });
+    });
+
+    it("should run a busy player's waiting jobs when its concurrency is raised", () => {
+      testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+        const w = { a: cold('----------(A|)'), b: cold('----------(B|)'), c: cold('----------(C|)') };
+        const limits$ = cold('a----b', { a: limits(4, 1), b: limits(4, 3) });
+        const source = cold(' -abc-|', jobs);
+        const expected = '    -----------A---(BC|)';
+        expectObservable(source.pipe(requestPool(cfg(w, { limits$ })))).toBe(expected);
+        expectSubscriptions(w.a.subscriptions).toBe('-^---------!');
+        expectSubscriptions(w.b.subscriptions).toBe('-----^---------!');
+        expectSubscriptions(w.c.subscriptions).toBe('-----^---------!');
+      });
+    });
+
+    it('should admit by a lowered queueMax from the change on', () => {
+      testScheduler.run(({ cold, expectObservable }) => {
+        const w = { w: cold('-----(W|)'), x: cold('-----(X|)'), y: cold('-----(Y|)') };
+        const limits$ = cold('a--b', { a: limits(1, 1, 10), b: limits(1, 1, 0) });
+        // x waits for the one worker under queueMax 10; y comes after queueMax became 0: refused.
+        const source = cold(' -xwy|', four);
+        const expected = '    ---r--X----(W|)';
+        expectObservable(source.pipe(requestPool(cfg(w, { workers: 1, limits$ })))).toBe(expected, { r: 'R:y', X: 'X', W: 'W' });
+      });
+    });
+
+    it('should throw on bad limits and leave the pool as it was', () => {
+      const pool = workerPool({ concurrency: 2 });
+      assert.throws(() => pool.resize(0), TypeError);
+      assert.equal(pool.concurrency, 2);
+    });
+  });
+
   it('should throw a TypeError at creation for bad config', () => {
     const bad: Partial<RequestPoolConfig<Job, string>>[] = [
       { playerConcurrency: 0 },

@@ -1,4 +1,4 @@
-import { Observable, asyncScheduler, filter, map, mergeMap, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { Observable, Subscription, asyncScheduler, filter, map, mergeMap, type OperatorFunction, type SchedulerLike } from 'rxjs';
 import { groupByPlayer, type Settleable } from './groupByPlayer.js';
 import type { WorkerPool } from './workerPool.js';
 
@@ -17,11 +17,23 @@ export interface RequestPoolConfig<J, R> {
   playerConcurrency: number;
   /** Jobs admitted but not yet holding a worker, at most (--queue-max). */
   queueMax: number;
+  /**
+   * New limits while running (a config reload): the pool is resized to `workers`, players' groups
+   * run up to the new `playerConcurrency` (waiting jobs start at once when it grows), and
+   * admission uses the new `queueMax`. Lowering a bound stops nothing that runs.
+   */
+  limits$?: Observable<PoolLimits>;
   /** How long an idle player's group lingers, ms. */
   lingerMs: number;
   /** Called with the job count in the system (admitted, not settled) whenever it changes. */
   onDepth?: (admitted: number) => void;
   scheduler?: SchedulerLike;
+}
+
+export interface PoolLimits {
+  readonly workers: number;
+  readonly playerConcurrency: number;
+  readonly queueMax: number;
 }
 
 interface Envelope<J> extends Settleable {
@@ -31,21 +43,26 @@ interface Envelope<J> extends Settleable {
 }
 
 /**
- * The request path's worker pool: admission control, then per-player groups, each a
- * `mergeMap(work, playerConcurrency)`, each job leasing one of the global workers.
+ * The request path's worker pool: admission control, then per-player groups, each running up
+ * to `playerConcurrency` jobs at once in order (a mergeMap whose limit follows `limits$`), each
+ * job leasing one of the global workers.
  * ```text
  * jobs:    -a-b-x-|        a, b: player 1; x: player 2; playerConcurrency = 1, workers = 2, work = 3 frames
  * result:  ----A--B(X|)    b waits for a (same player); x runs beside b
  * ```
  * Bound: admitted − running ≤ queueMax; past it `reject(job)` is emitted at once. Nothing
- * else buffers: the per-group mergeMap queues and the pool's waiters are both inside that count.
+ * else buffers: the per-group queues and the pool's waiters are both inside that count.
  * A job that gets a worker at once (its player is under playerConcurrency and a worker is
  * free) never waits, so it is admitted even with queueMax = 0.
+ * ```text
+ * limits$: a----b          a: workers 1; b: workers 4 (a reload)
+ * jobs:    -wxyz|          four players; work = 10 frames
+ * result:  -----------W---(XYZ|)   x, y, z waited for the one worker; b started them at frame 5
+ * ```
  */
 export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunction<J, R> {
-  const { key, work, reject, fail, pool, playerConcurrency, queueMax, lingerMs, onDepth, scheduler = asyncScheduler } = cfg;
-  if (!(playerConcurrency >= 1)) throw new TypeError('requestPool: playerConcurrency must be >= 1');
-  if (!(queueMax >= 0)) throw new TypeError('requestPool: queueMax must be >= 0');
+  const { key, work, reject, fail, pool, lingerMs, onDepth, limits$, scheduler = asyncScheduler } = cfg;
+  checkLimits(cfg.playerConcurrency, cfg.queueMax);
   // Checked here too, not only by groupByPlayer: that one is built per subscription.
   if (!(lingerMs >= 0)) throw new TypeError('requestPool: lingerMs must be >= 0');
   // why not composed (defer): `closing` must be set before the chain below is torn down (see
@@ -57,6 +74,20 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
       // work must not start (an upstream call made and abandoned in the same tick).
       let closing = false;
       subscriber.add(() => (closing = true));
+      let playerConcurrency = cfg.playerConcurrency;
+      let queueMax = cfg.queueMax;
+      // Groups with jobs waiting for their player's limit: a raised limit starts them.
+      const blocked = new Set<() => void>();
+      if (limits$)
+        subscriber.add(
+          limits$.subscribe((l) => {
+            checkLimits(l.playerConcurrency, l.queueMax);
+            queueMax = l.queueMax;
+            playerConcurrency = l.playerConcurrency;
+            if (l.workers !== pool.concurrency) pool.resize(l.workers);
+            for (const drain of [...blocked]) drain();
+          }),
+        );
       let admitted = 0; // jobs in the system: waiting in a group, waiting for a worker, or running
       // Admitted jobs per player. An entry at 0 stays until the map holds more than twice the
       // keys in use (plus a floor), then zeros are swept: deleting and re-adding a busy player's
@@ -133,7 +164,74 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
         }),
         filter((env): env is Envelope<J> => env !== null),
         groupByPlayer({ key: (e) => e.key, lingerMs, scheduler }),
-        mergeMap((group$) => group$.pipe(mergeMap((env) => runJob(env), playerConcurrency))),
+        mergeMap((group$) => runGroup(group$)),
       ).subscribe(subscriber);
+
+      /**
+       * One player's jobs, up to `playerConcurrency` at once, in arrival order.
+       * why not composed (`mergeMap(runJob, playerConcurrency)`): mergeMap's limit is fixed when the
+       * group starts, and a busy player's group never ends, so a reloaded limit would never reach it.
+       */
+      function runGroup(group$: Observable<Envelope<J>>): Observable<R> {
+        return new Observable<R>((gs) => {
+          const waiting: Envelope<J>[] = [];
+          let head = 0;
+          let active = 0;
+          let ended = false; // the group's source completed
+          const inners = new Subscription();
+          const drain = (): void => {
+            while (active < playerConcurrency && head < waiting.length) {
+              const env = waiting[head++]!;
+              active++;
+              let inner: Subscription | null = null;
+              let finished = false;
+              inner = runJob(env).subscribe({
+                next: (v) => gs.next(v),
+                complete: () => {
+                  finished = true;
+                  active--;
+                  if (inner) inners.remove(inner);
+                  drain();
+                },
+              });
+              if (!finished) inners.add(inner);
+            }
+            if (head === waiting.length) {
+              waiting.length = 0;
+              head = 0;
+              blocked.delete(drain);
+            } else {
+              blocked.add(drain);
+              // A player that always has a backlog never empties the array: drop the started entries.
+              if (head > 64 && head * 2 > waiting.length) {
+                waiting.splice(0, head);
+                head = 0;
+              }
+            }
+            if (ended && active === 0 && head === waiting.length) gs.complete();
+          };
+          const source = group$.subscribe({
+            next: (env) => {
+              waiting.push(env);
+              drain();
+            },
+            error: (e: unknown) => gs.error(e),
+            complete: () => {
+              ended = true;
+              drain();
+            },
+          });
+          return () => {
+            source.unsubscribe();
+            blocked.delete(drain);
+            inners.unsubscribe();
+          };
+        });
+      }
     });
+}
+
+function checkLimits(playerConcurrency: number, queueMax: number): void {
+  if (!(playerConcurrency >= 1)) throw new TypeError('requestPool: playerConcurrency must be >= 1');
+  if (!(queueMax >= 0)) throw new TypeError('requestPool: queueMax must be >= 0');
 }

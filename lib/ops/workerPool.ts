@@ -26,6 +26,11 @@ export interface WorkerPool {
   acquire(start: () => void): () => void;
   /** Most workers held at once. */
   readonly concurrency: number;
+  /**
+   * Sets the most workers held at once (a reload of --workers). Growing starts waiters at once;
+   * shrinking stops nothing: running work finishes, and no waiter starts until busy is under the new bound.
+   */
+  resize(concurrency: number): void;
   /** Workers held now (≤ concurrency). */
   readonly busy: number;
   /** Subscribers waiting for a worker. Not bounded here: admission control in front bounds it. */
@@ -42,8 +47,13 @@ interface Waiter {
   start: () => void;
 }
 
-export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
-  if (!(Number.isInteger(concurrency) && concurrency > 0)) throw new TypeError('workerPool: concurrency must be a positive integer');
+const checkConcurrency = (n: number): number => {
+  if (!(Number.isInteger(n) && n > 0)) throw new TypeError('workerPool: concurrency must be a positive integer');
+  return n;
+};
+
+export function workerPool(config: WorkerPoolConfig): WorkerPool {
+  let concurrency = checkConcurrency(config.concurrency);
   let busy = 0; // workers held
   const queue: Waiter[] = []; // FIFO of waiting subscribers, cancelled ones skipped lazily
   let head = 0; // index of the oldest entry not yet taken (avoids O(n) shift)
@@ -51,13 +61,17 @@ export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
 
   const release = (): void => {
     busy--;
-    while (head < queue.length) {
+    startWaiters();
+  };
+
+  /** Starts waiters, oldest first, while workers are free. */
+  const startWaiters = (): void => {
+    while (busy < concurrency && head < queue.length) {
       const w = queue[head++]!;
       if (w.cancelled) continue;
       waiting--;
       busy++;
       w.start();
-      break;
     }
     // Drop taken entries once they are most of the array, so it never grows past 2x waiting.
     if (head > 64 && head * 2 > queue.length) {
@@ -131,7 +145,13 @@ export function workerPool({ concurrency }: WorkerPoolConfig): WorkerPool {
   return {
     lease,
     acquire,
-    concurrency,
+    get concurrency() {
+      return concurrency;
+    },
+    resize(n: number) {
+      concurrency = checkConcurrency(n);
+      startWaiters();
+    },
     get busy() {
       return busy;
     },
