@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { serveOptions } from '../lib/cli/serveOptions.js';
+import { optionLayers, serveOptions } from '../lib/cli/serveOptions.js';
 import type { GateConfig } from '../lib/config.js';
 import { isGatewayError } from '../lib/errors.js';
 import { onParentGone } from '../lib/parentWatch.js';
@@ -24,7 +24,8 @@ async function serveCommand(argv: string[]): Promise<void> {
     if (options.line !== null) die(options.status, options.line);
     process.exit(options.status);
   }
-  let cfg = options.cfg;
+  const built = options.cfg;
+  let cfg = built;
   const worker = workerIndex();
   // --procs N: this process is the primary; its workers run this same command as members `<gateId>.<i>`.
   if (cfg.procs > 1 && worker === null) return primaryCommand(cfg, argv);
@@ -46,6 +47,12 @@ async function serveCommand(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // A reload re-reads the config file and the environment (flags stay as given); one during start-up waits for it.
+  let reloadPending = false;
+  process.on('SIGHUP', () => {
+    if (running) running.reload('SIGHUP');
+    else reloadPending = true;
+  });
   // Started by a benchmark or a test with an IPC channel: when that parent dies, shut down as on SIGTERM.
   onParentGone(() => {
     parentGone = true;
@@ -53,7 +60,10 @@ async function serveCommand(argv: string[]): Promise<void> {
     stop('parent gone');
   });
   try {
-    running = await serve(cfg);
+    const read = () => optionLayers('gate serve', argv, process.env);
+    // A --procs worker reloaded through its API: the primary reloads the others.
+    const onApplied = worker !== null ? () => void process.send?.({ type: 'gate:reload' }) : undefined;
+    running = await serve(cfg, { reloadSource: { read, built, ...(onApplied ? { onApplied } : {}) } });
   } catch (e) {
     if (isGatewayError(e, 'GW_ERR_CONFIG')) die(2, `gate serve: ${e.message}`);
     if (isGatewayError(e, 'GW_ERR_LISTEN')) die(1, `gate serve: ${e.message}`);
@@ -62,7 +72,7 @@ async function serveCommand(argv: string[]): Promise<void> {
   if (signals > 0) {
     signals--;
     stop('signal');
-  }
+  } else if (reloadPending) running.reload('SIGHUP');
 }
 
 /** The --procs primary: forks the workers, restarts the ones that die, forwards SIGTERM / SIGINT. */
@@ -83,6 +93,8 @@ async function primaryCommand(cfg: GateConfig, argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Each worker reads the options again itself (and logs what it applied or why it refused).
+  process.on('SIGHUP', () => primary.reload(null));
   onParentGone(() => stop('parent gone'));
   await primary.listening;
 }

@@ -14,7 +14,14 @@ export type Authenticator = (ctx: AuthContext) => Promise<AuthResult>;
 const MAX_PLAYER_ID = 128;
 
 /** The HELLO token check of §2.3, one function per `--auth` mode. */
-export function authenticator(mode: AuthMode, deps: { backend: BackendClient | null; jwtSecret: string | null; gateId: string }): Authenticator {
+export interface AuthDeps {
+  backend: BackendClient | null;
+  /** The HS256 secrets accepted now, the current one first (a reload rolls them: KeyRing). */
+  jwtSecrets: () => readonly (string | null)[];
+  gateId: string;
+}
+
+export function authenticator(mode: AuthMode, deps: AuthDeps): Authenticator {
   switch (mode) {
     case 'none':
       return ({ token }) =>
@@ -38,19 +45,36 @@ export function authenticator(mode: AuthMode, deps: { backend: BackendClient | n
       };
     }
     case 'jwt': {
-      const secret = new TextEncoder().encode(deps.jwtSecret ?? '');
+      // Encoded once per secret, not per login.
+      const encoded = new Map<string, Uint8Array>();
+      const key = (s: string): Uint8Array => {
+        let k = encoded.get(s);
+        if (!k) {
+          if (encoded.size > 4) encoded.clear();
+          encoded.set(s, (k = new TextEncoder().encode(s)));
+        }
+        return k;
+      };
       // Loaded only by gates that verify JWTs (every other gate starts without it).
       const jose = import('jose');
       return async ({ token }) => {
         if (typeof token !== 'string') return { ok: false, reason: 'HELLO has no token' };
-        try {
-          const { payload } = await (await jose).jwtVerify(token, secret, { algorithms: ['HS256'] });
-          if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > MAX_PLAYER_ID)
-            return { ok: false, reason: 'JWT has no usable sub' };
-          return { ok: true, playerId: payload.sub };
-        } catch (e) {
-          return { ok: false, reason: `JWT rejected: ${(e as { code?: string }).code ?? (e as Error).message}` };
+        const { jwtVerify } = await jose;
+        let code = 'no --jwt-secret';
+        // The previous secret (within --key-grace of a reload) is tried only when the signature did not match the current one.
+        for (const secret of deps.jwtSecrets()) {
+          if (secret === null) continue;
+          try {
+            const { payload } = await jwtVerify(token, key(secret), { algorithms: ['HS256'] });
+            if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > MAX_PLAYER_ID)
+              return { ok: false, reason: 'JWT has no usable sub' };
+            return { ok: true, playerId: payload.sub };
+          } catch (e) {
+            code = (e as { code?: string }).code ?? (e as Error).message;
+            if (code !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') break;
+          }
         }
+        return { ok: false, reason: `JWT rejected: ${code}` };
       };
     }
   }

@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
 import {
+  BehaviorSubject,
   EMPTY,
   NEVER,
   Subject,
   Subscription,
   catchError,
+  distinctUntilChanged,
   exhaustMap,
   mergeMap,
   filter,
@@ -13,6 +15,7 @@ import {
   map,
   merge,
   of,
+  skip,
   takeUntil,
   timer,
   Observable,
@@ -21,13 +24,14 @@ import {
 } from 'rxjs';
 import { authenticator, type Authenticator } from './auth.js';
 import type { GateConfig } from './config.js';
-import type { Connection, Transport } from './connection.js';
+import type { Connection, ConnectionLimits, Transport } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, frame, type Frame } from './frame.js';
 import { CoarseScheduler } from './coarseScheduler.js';
+import { KeyRing } from './keyRing.js';
 import { LogSampler } from './logSampler.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { requestPool } from './ops/requestPool.js';
+import { requestPool, type PoolLimits } from './ops/requestPool.js';
 import { workerPool, type WorkerPool } from './ops/workerPool.js';
 import type { ClusterNode } from './cluster/clusterNode.js';
 import { ClusterSessions } from './cluster/clusterSessions.js';
@@ -81,6 +85,11 @@ export interface GateDeps {
   connections$?: Observable<Connection>;
   /** Cluster mode (--redis): this member's Redis side; sessions are stored there. */
   cluster?: ClusterNode | null;
+  /**
+   * The configuration as it changes (reloads: lib/streams/reload.ts). It must replay the current
+   * value on subscription (a BehaviorSubject): the gate skips that first one, which is `cfg`.
+   */
+  config$?: Observable<GateConfig>;
 }
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
@@ -100,6 +109,13 @@ export interface ShutdownBounds {
  * the edge where the pipelines are subscribed (see docs/architecture.md).
  */
 export class Gate {
+  /** The configuration now: a reload replaces it (`cfg` is what every part reads). */
+  private current: GateConfig;
+  /** The configuration as it changes; its first value is the one the gate started with. */
+  readonly config$: Observable<GateConfig>;
+  /** --api-key and --jwt-secret, with the previous one for --key-grace after a reload. */
+  readonly apiKeys: KeyRing;
+  readonly jwtSecrets: KeyRing;
   readonly metrics: Metrics;
   /** The session layer: this process's sessions (single node) or the cluster's, in Redis. */
   readonly sessions: Sessions;
@@ -118,6 +134,10 @@ export class Gate {
   /** Set once registration started: only then does shutdown flush events and DELETE /gates. */
   private registered = false;
   private readonly log: Logger;
+  /** The logger given to the gate: a reload of --log-level sets its level (children follow). */
+  private readonly rootLog: Logger;
+  /** One object shared by every link, so a reload of --outbound-max reaches open connections. */
+  private readonly limits: ConnectionLimits;
   private readonly rpc: RpcClient | null;
   private readonly backend: BackendClient | null;
   private readonly auth: Authenticator;
@@ -143,17 +163,20 @@ export class Gate {
   private readonly jobSink = { next: (job: RequestJob): void => this.jobSubscriber?.next(job) };
   private nextConnId = 1;
   private readonly random: () => number;
-  /** The /rpc call policy, built once (not per request). */
-  private readonly upstreamCfg: UpstreamCallConfig;
+  /** The /rpc call policy, built once (not per request) and again on a reload. */
+  private upstreamCfg: UpstreamCallConfig;
   private readonly idleScheduler: SchedulerLike;
-  /** @internal The clock of HELLO and heartbeat deadlines (and, by default, of session idle). */
-  readonly deadlineScheduler: SchedulerLike;
+  /** @internal The clock of HELLO and heartbeat deadlines (and, by default, of session idle); links made after a reload get one sized for its deadlines. */
+  deadlineScheduler: SchedulerLike;
   private readonly extraConnections$: Observable<Connection>;
 
-  constructor(
-    readonly cfg: GateConfig,
-    deps: GateDeps,
-  ) {
+  constructor(cfg: GateConfig, deps: GateDeps) {
+    this.current = cfg;
+    this.config$ = deps.config$ ?? new BehaviorSubject(cfg);
+    this.apiKeys = new KeyRing(cfg.apiKey);
+    this.jwtSecrets = new KeyRing(cfg.jwtSecret);
+    this.limits = { maxFrame: cfg.maxFrame, outboundMax: cfg.outboundMax };
+    this.rootLog = deps.logger;
     this.log = deps.logger.child({ gateId: cfg.gateId });
     this.metrics = createMetrics(cfg.gateId, {
       sessions: () => this.sessions.counts(),
@@ -165,13 +188,8 @@ export class Gate {
     });
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
-    // Every request arms an attempt timeout that almost never fires: bucketed timers (at most 5%
-    // late) cost a small object each instead of a Node timer. Backoff waits stay precise.
-    const upstreamClock = new CoarseScheduler(Math.min(250, Math.max(1, Math.floor(cfg.upstreamTimeoutMs / 20))));
-    this.upstreamCfg = { timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries, ...RPC_BACKOFF, random: this.random, timeoutScheduler: upstreamClock };
-    // Link and session deadlines are many and long: bucketed timers, at most 5% late.
-    const shortest = Math.min(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, cfg.idleTimeoutMs);
-    this.deadlineScheduler = new CoarseScheduler(Math.min(250, Math.max(5, Math.floor(shortest / 20))));
+    this.upstreamCfg = this.upstreamPolicy(cfg);
+    this.deadlineScheduler = deadlineClock(cfg);
     this.idleScheduler = deps.idleScheduler ?? this.deadlineScheduler;
     this.extraConnections$ = deps.connections$ ?? EMPTY;
     const cluster = deps.cluster ?? null;
@@ -189,7 +207,7 @@ export class Gate {
             this.log.warn({ err: (err as Error).message }, 'backend /events failed (cluster stream); retrying'),
           )
         : null;
-    this.auth = authenticator(cfg.auth, { backend: this.backend, jwtSecret: cfg.jwtSecret, gateId: cfg.gateId });
+    this.auth = authenticator(cfg.auth, { backend: this.backend, jwtSecrets: () => this.jwtSecrets.accepted(), gateId: cfg.gateId });
     this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
     this.handshakes = { pending: 0, max: cfg.maxHandshakes, refused: 0 };
     const backend = this.backend;
@@ -201,8 +219,11 @@ export class Gate {
       : null;
     this.sampler = new LogSampler(cfg.logSample, this.log, this.metrics.logSampledOut);
     this.connGauge = { tcp: this.metrics.connections.labels({ transport: 'tcp' }), ws: this.metrics.connections.labels({ transport: 'ws' }) };
+    const now = (): GateConfig => this.current;
     const layer = {
-      cfg,
+      get cfg() {
+        return now();
+      },
       metrics: this.metrics,
       log: this.log,
       sampler: this.sampler,
@@ -213,13 +234,55 @@ export class Gate {
       figures: () => this.figures(),
     };
     this.sessions = cluster ? new ClusterSessions(layer, cluster) : new Sessions(layer);
+    this.subs.add(this.config$.pipe(skip(1)).subscribe((next) => this.reconfigure(next)));
+  }
+
+  /** The configuration now. */
+  get cfg(): GateConfig {
+    return this.current;
+  }
+
+  /**
+   * A reload (lib/streams/reload.ts decided which options may change live): every part that
+   * keeps a copy of a live option gets the new value; the rest read `cfg` as they go. The worker
+   * pool, the per-player limit and --queue-max follow through the request pool's `limits$`, the
+   * certificate through the listeners' `tlsReload$`.
+   */
+  private reconfigure(next: GateConfig): void {
+    const prev = this.current;
+    this.current = next;
+    if (next.logLevel !== prev.logLevel) this.rootLog.level = next.logLevel;
+    if (next.logSample !== prev.logSample) this.sampler.setRate(next.logSample);
+    if (next.upstreamTimeoutMs !== prev.upstreamTimeoutMs || next.upstreamRetries !== prev.upstreamRetries) this.upstreamCfg = this.upstreamPolicy(next);
+    if (next.helloTimeoutMs !== prev.helloTimeoutMs || next.heartbeatMs !== prev.heartbeatMs) this.deadlineScheduler = deadlineClock(next);
+    this.admission.max = next.maxConnections;
+    this.handshakes.max = next.maxHandshakes;
+    this.limits.outboundMax = next.outboundMax;
+    this.apiKeys.roll(next.apiKey, next.keyGraceMs);
+    this.jwtSecrets.roll(next.jwtSecret, next.keyGraceMs);
+    this.sessions.reconfigure(prev, next);
+  }
+
+  /** The /rpc call policy of a configuration. */
+  private upstreamPolicy(cfg: GateConfig): UpstreamCallConfig {
+    // Every request arms an attempt timeout that almost never fires: bucketed timers (at most 5%
+    // late) cost a small object each instead of a Node timer. Backoff waits stay precise.
+    const upstreamClock = new CoarseScheduler(Math.min(250, Math.max(1, Math.floor(cfg.upstreamTimeoutMs / 20))));
+    return { timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries, ...RPC_BACKOFF, random: this.random, timeoutScheduler: upstreamClock };
   }
 
   /** Binds the listeners and starts every pipeline; resolves once all listeners are bound. */
   async start(): Promise<void> {
     const cfg = this.cfg;
-    const limits = { maxFrame: cfg.maxFrame, outboundMax: cfg.outboundMax };
+    const limits = this.limits;
     const tls = cfg.tlsCert && cfg.tlsKey ? { cert: cfg.tlsCert, key: cfg.tlsKey } : null;
+    // Every reload re-reads the pair: a certificate renewed in place keeps its file names.
+    const tlsReload$ = this.config$.pipe(
+      skip(1),
+      filter((c) => c.tlsCert !== null && c.tlsKey !== null),
+      map((c) => ({ cert: c.tlsCert!, key: c.tlsKey! })),
+    );
+    const onTlsError = (e: unknown): void => this.log.error({ err: (e as Error).message }, 'reloaded TLS certificate not loaded; the previous one still serves');
     const bound: Promise<void>[] = [];
     let failStart: (e: unknown) => void = () => undefined;
     const failed = new Promise<never>((_, reject) => (failStart = reject));
@@ -229,7 +292,7 @@ export class Gate {
       let onListening: (a: string) => void = () => undefined;
       bound.push(new Promise<void>((resolve) => (onListening = (a) => ((this.addresses[kind] = a), resolve()))));
       const make = kind === 'tcp' ? tcpConnection$ : wsConnection$;
-      return make({ at, tls, limits, admission: this.admission, handshakes: this.handshakes, nextId: () => this.nextConnId++, onListening: (a) => onListening(a) }).pipe(
+      return make({ at, tls, tlsReload$, onTlsError, limits, admission: this.admission, handshakes: this.handshakes, nextId: () => this.nextConnId++, onListening: (a) => onListening(a) }).pipe(
         takeUntil(this.stopAccepting),
       );
     };
@@ -243,11 +306,16 @@ export class Gate {
       requestPool<RequestJob, Answer>({
         key: (j) => j.session.playerId,
         work: (j) => this.call$(j),
-        reject: (j) => ({ job: j, outcome: { ok: false, code: 'OVERLOADED', message: `request queue is full (--queue-max ${cfg.queueMax})` } }),
+        reject: (j) => ({ job: j, outcome: { ok: false, code: 'OVERLOADED', message: `request queue is full (--queue-max ${this.cfg.queueMax})` } }),
         fail: (j, e) => ({ job: j, outcome: { ok: false, code: 'UPSTREAM_UNAVAILABLE', message: String(e) } }),
         pool: this.pool,
         playerConcurrency: cfg.playerConcurrency,
         queueMax: cfg.queueMax,
+        limits$: this.config$.pipe(
+          skip(1),
+          map((c): PoolLimits => ({ workers: c.workers, playerConcurrency: c.playerConcurrency, queueMax: c.queueMax })),
+          distinctUntilChanged((a, b) => a.workers === b.workers && a.playerConcurrency === b.playerConcurrency && a.queueMax === b.queueMax),
+        ),
         lingerMs: GROUP_LINGER_MS,
         onDepth: (d) => {
           this.depth = d;
@@ -647,6 +715,12 @@ export class Gate {
     await this.rpc?.close();
     this.backend?.close();
   }
+}
+
+/** The clock of link deadlines: bucketed timers (they are many and long), at most 5% late. */
+function deadlineClock(cfg: GateConfig): CoarseScheduler {
+  const shortest = Math.min(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, cfg.idleTimeoutMs);
+  return new CoarseScheduler(Math.min(250, Math.max(5, Math.floor(shortest / 20))));
 }
 
 /** Status class or failure kind of an upstream outcome, for the per-route counter. */

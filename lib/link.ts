@@ -56,7 +56,8 @@ export class Link implements ConnState, Observer<Frame> {
   /** The error the gate closed this link for, if it did. */
   private closedBy: GatewayError | null = null;
   private readonly deadlines: LinkDeadlines;
-  private readonly bucket: TokenBucket | null;
+  /** --rate-limit's bucket, made at the first REQUEST under a limit and remade when a reload changes the rate. */
+  private bucket: TokenBucket | null = null;
   private frames: Subscription | null = null;
 
   constructor(
@@ -66,7 +67,6 @@ export class Link implements ConnState, Observer<Frame> {
   ) {
     const cfg = gate.cfg;
     this.deadlines = new LinkDeadlines(cfg.helloTimeoutMs, 3 * cfg.heartbeatMs, gate.deadlineScheduler, this);
-    this.bucket = cfg.rateLimit === null ? null : new TokenBucket(cfg.rateLimit, cfg.rateLimit, cfg.rateLimit, asyncScheduler);
   }
 
   /** Subscribes to the frames, then arms the deadlines. */
@@ -79,9 +79,15 @@ export class Link implements ConnState, Observer<Frame> {
   next(f: Frame): void {
     try {
       this.deadlines.frame(f.type === FrameType.HELLO);
-      if (this.bucket !== null && f.type === FrameType.REQUEST && !this.bucket.take()) {
-        this.gate.onRateLimited(this.conn, f);
-        return;
+      if (f.type === FrameType.REQUEST) {
+        const rate = this.gate.cfg.rateLimit;
+        if (rate !== null) {
+          const bucket = this.bucket?.perSecond === rate ? this.bucket : (this.bucket = new TokenBucket(rate, rate, rate, asyncScheduler));
+          if (!bucket.take()) {
+            this.gate.onRateLimited(this.conn, f);
+            return;
+          }
+        }
       }
       const job = this.gate.onFrame(this.conn, this, f);
       if (job !== null) this.out.next(job);

@@ -15,7 +15,7 @@ export class LogSampler {
 
   constructor(
     /** Lines per second written at most; 0: every line. */
-    private readonly perSecond: number,
+    private perSecond: number,
     private readonly log: Logger,
     private readonly counter: Counter<'msg'>,
     private readonly now: () => number = Date.now,
@@ -67,6 +67,11 @@ export class LogSampler {
   }
 
   /** Says what is pending now (shutdown). */
+  /** A reload of --log-sample. */
+  setRate(perSecond: number): void {
+    this.perSecond = perSecond;
+  }
+
   flush(): void {
     if (this.out.size > 0) this.roll(this.now());
   }

@@ -48,6 +48,8 @@ export interface Primary {
   readonly listening: Promise<void>;
   /** SIGTERM to every worker; resolves once all have exited (SIGKILL after grace + 5 s). */
   stop(): Promise<void>;
+  /** SIGHUP to every live worker but `except` (one that has reloaded already): each reloads its options. */
+  reload(except: number | null): void;
 }
 
 /** Starts the workers; `args` are the `gate serve` arguments each worker runs with. */
@@ -73,6 +75,11 @@ export async function startPrimary(cfg: GateConfig, args: readonly string[], log
     slot.worker = w;
     slot.startedAt = Date.now();
     w.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'gate:reload') {
+        log.info({ worker: slot.index }, 'a worker reloaded its options through its API; reloading the others');
+        reload(slot.index);
+        return;
+      }
       if (typeof m !== 'object' || m === null || (m as { type?: unknown }).type !== 'gate:listening') return;
       const l = m as WorkerListening;
       slot.member = l.member;
@@ -101,8 +108,13 @@ export async function startPrimary(cfg: GateConfig, args: readonly string[], log
   };
   for (const slot of slots) fork(slot, null);
 
+  const reload = (except: number | null): void => {
+    for (const s of slots) if (s.worker && s.index !== except && !s.worker.isDead()) s.worker.process.kill('SIGHUP');
+  };
+
   return {
     listening,
+    reload,
     async stop() {
       stopping = true;
       for (const s of slots) if (s.timer) clearTimeout(s.timer);

@@ -7,6 +7,7 @@ import { REAP_ENV, reportListening, workerIndex } from './procs.js';
 import { startDemoBackend, type DemoBackend } from './demo/demoBackend.js';
 import { Gate, type GateDeps, type ShutdownBounds } from './gate.js';
 import { startApi, type ApiServer } from './streams/api.js';
+import { ConfigReloader, type ReadLayers, type ReloadResult, type ReloadTrigger } from './streams/reload.js';
 
 export interface RunningGate {
   readonly gate: Gate;
@@ -16,6 +17,18 @@ export interface RunningGate {
   readonly addresses: { tcp: string | null; ws: string | null; api: string };
   /** Graceful shutdown (CONTRACT §5); resolves when everything is closed. `bounds` shorten its waits. */
   shutdown(bounds?: ShutdownBounds): Promise<void>;
+  /** Reads the options again and applies what may change live (SIGHUP, POST /v1/admin/reload). */
+  reload(trigger: ReloadTrigger): ReloadResult;
+}
+
+/** How serve() reads its options again on a reload; without it a reload answers that it cannot. */
+export interface ReloadSource {
+  /** The option layers now (flags as given, environment, --config file). */
+  readonly read: ReadLayers;
+  /** What buildConfig made of them at start, before per-process changes (a --procs worker's gate id). */
+  readonly built: GateConfig;
+  /** Told after a reload through the API applied, so that the primary of --procs reloads the other workers. */
+  readonly onApplied?: (trigger: ReloadTrigger) => void;
 }
 
 export function createLogger(level: string): Logger {
@@ -29,7 +42,7 @@ export function createLogger(level: string): Logger {
  * push API; then registers with the backend and logs `listening`. A bind failure rejects with
  * GatewayError(GW_ERR_LISTEN) after closing whatever had started.
  */
-export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Promise<RunningGate> {
+export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadSource?: ReloadSource } = {}): Promise<RunningGate> {
   // One process: `gate serve --procs N` runs a primary (lib/procs.ts) whose workers call this with 1.
   if (cfg.procs > 1) throw new GatewayError('GW_ERR_CONFIG', `--procs: serve() runs one process; ${cfg.procs} are run by the CLI's primary (lib/procs.ts)`, { option: 'procs' });
   const logger = deps.logger ?? createLogger(cfg.logLevel);
@@ -51,11 +64,19 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
     demo = await startDemoBackend({ host: '127.0.0.1', port: 0, apiKey: cfg.apiKey, logger: logger.child({ component: 'demo-backend' }) });
     effective = { ...cfg, upstream: demo.url };
   }
-  const gate = new Gate(effective, { ...deps, logger, cluster });
+  const source = deps.reloadSource;
+  const reloader = source ? new ConfigReloader(source.built, effective, source.read, logger.child({ gateId: cfg.gateId, component: 'config' })) : null;
+  const gate = new Gate(effective, { ...deps, logger, cluster, ...(reloader ? { config$: reloader.config$ } : {}) });
+  const reload = (trigger: ReloadTrigger): ReloadResult => {
+    if (!reloader) return { ok: false, option: 'config', source: null, message: 'this gate was started without option sources to read again (embedded use): restart it with the new options' };
+    const r = reloader.reload(trigger);
+    if (r.ok && r.applied.length > 0 && trigger === 'api') source?.onApplied?.(trigger);
+    return r;
+  };
   let api: ApiServer;
   try {
     await gate.start();
-    api = await startApi(gate, cfg.api, cfg.apiKey, logger.child({ gateId: cfg.gateId, component: 'api' }));
+    api = await startApi(gate, cfg.api, logger.child({ gateId: cfg.gateId, component: 'api' }), reload);
   } catch (e) {
     await gate.shutdown().catch(() => undefined);
     await demo?.close();
@@ -85,6 +106,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
     api: apiServer,
     demo,
     addresses,
+    reload,
     shutdown: (bounds?: ShutdownBounds) =>
       (closing ??= (async () => {
         log.info('shutdown started');

@@ -104,11 +104,11 @@ export class ClusterNode {
   /** Players whose sessions got a REQUEST since the last touch flush. */
   private readonly touched = new Set<string>();
   /** How stale an idle time in Redis may be (touches are coalesced): also the sweep's period. */
-  readonly touchEveryMs: number;
+  touchEveryMs: number;
   private readonly beatMs: number;
 
   constructor(
-    private readonly cfg: ClusterNodeConfig,
+    private cfg: ClusterNodeConfig,
     log: Logger,
   ) {
     this.member = cfg.member;
@@ -130,6 +130,13 @@ export class ClusterNode {
       });
     }
   }
+  /** A reload: the idle bound the sweep uses and the buffer bounds the push scripts enforce, from now on. */
+  reconfigure(c: Pick<ClusterNodeConfig, 'idleTimeoutMs' | 'bufferMax' | 'bufferMaxBytes'>): void {
+    this.cfg = { ...this.cfg, ...c };
+    this.touchEveryMs = Math.max(10, Math.min(1_000, Math.floor(c.idleTimeoutMs / 10)));
+    this.sessions.setBufferBounds(c.bufferMax, c.bufferMaxBytes ?? Infinity);
+  }
+
 
   /** True while both connections are ready: /readyz, and whether a HELLO or push can be served. */
   get up(): boolean {

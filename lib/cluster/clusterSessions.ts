@@ -3,6 +3,7 @@
 // from other members (ClusterNode) reach the sessions through the SessionHolder below. The
 // scripts write the backend events, so this layer emits none itself.
 import { GatewayError, isGatewayError } from '../errors.js';
+import type { GateConfig } from '../config.js';
 import type { Connection } from '../connection.js';
 import { errorFrame, type Hello } from '../wire.js';
 import type { Frame } from '../frame.js';
@@ -24,6 +25,12 @@ export class ClusterSessions extends Sessions {
     readonly node: ClusterNode,
   ) {
     super(deps);
+  }
+
+  /** Also the cluster's own copies: the idle sweep's bound and the buffer bounds the scripts enforce. */
+  override reconfigure(prev: GateConfig, next: GateConfig): void {
+    super.reconfigure(prev, next);
+    this.node.reconfigure({ idleTimeoutMs: next.idleTimeoutMs, bufferMax: next.bufferMax, bufferMaxBytes: next.bufferMaxBytes });
   }
 
   override get clustered(): boolean {

@@ -173,9 +173,9 @@ const UNKNOWN: Unknown = { kind: 'unknown' };
 export class RedisSessions {
   readonly prefix: string;
   readonly member: string;
-  private readonly bufferMax: number;
+  private bufferMax: number;
   /** NO_BYTE_BOUND or the byte bound. */
-  private readonly bufferMaxBytes: number;
+  private bufferMaxBytes: number;
   private readonly pushIdsMax: number;
   private readonly replayPage: number;
   /** NO_BYTE_BOUND or --request-window-bytes. */
@@ -213,6 +213,17 @@ export class RedisSessions {
     if (!(wb >= 0)) throw new TypeError('RedisSessions: requestWindowBytes must be >= 0');
     this.windowBytes = Number.isFinite(wb) ? Math.floor(wb) : NO_BYTE_BOUND;
     defineScripts(redis);
+  }
+
+  /**
+   * New replay buffer bounds (a reload), for the pushes stored from now on: a buffer is trimmed to
+   * them at its next push. The push ids remembered keep their bound (it only grows at a restart).
+   */
+  setBufferBounds(bufferMax: number, bufferMaxBytes: number): void {
+    if (!Number.isInteger(bufferMax) || bufferMax < 1) throw new TypeError('RedisSessions: bufferMax must be an integer >= 1');
+    if (!(bufferMaxBytes >= 0)) throw new TypeError('RedisSessions: bufferMaxBytes must be >= 0');
+    this.bufferMax = bufferMax;
+    this.bufferMaxBytes = Number.isFinite(bufferMaxBytes) ? Math.floor(bufferMaxBytes) : NO_BYTE_BOUND;
   }
 
   /**

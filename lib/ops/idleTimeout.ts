@@ -49,7 +49,7 @@ export class QuietWatch<S = unknown> {
   private action: Subscription | null = null;
 
   constructor(
-    private readonly idleMs: number,
+    private idleMs: number,
     private readonly code: GatewayErrorCode,
     private readonly scheduler: SchedulerLike,
     /** Called with `subject` when the silence is long enough: one handler can serve every watch (no closure per session). */
@@ -61,6 +61,14 @@ export class QuietWatch<S = unknown> {
 
   arm(): void {
     this.action = this.scheduler.schedule(checkQuiet, this.idleMs, this as QuietWatch);
+  }
+
+  /** A new silence bound (a reload of --idle-timeout): measured from the last touch, as before. */
+  retime(idleMs: number): void {
+    this.idleMs = idleMs;
+    if (this.action === null) return;
+    this.action.unsubscribe();
+    this.action = this.scheduler.schedule(checkQuiet, Math.max(0, idleMs - (this.scheduler.now() - this.last)), this as QuietWatch);
   }
 
   touch(): void {

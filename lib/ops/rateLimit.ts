@@ -62,7 +62,7 @@ export class TokenBucket {
   private readonly perMs: number;
 
   constructor(
-    perSecond: number,
+    readonly perSecond: number,
     private readonly burst: number,
     private readonly strikes: number,
     private readonly scheduler: SchedulerLike,

@@ -30,9 +30,9 @@ export class PushBuffer {
   bytes = 0;
 
   constructor(
-    private readonly max: number,
+    private max: number,
     /** Body bytes kept at most (the newest push is always kept, whatever its size). */
-    private readonly maxBytes = Infinity,
+    private maxBytes = Infinity,
   ) {
     if (!(max >= 1)) throw new TypeError('PushBuffer: max must be >= 1');
     if (!(maxBytes >= 0)) throw new TypeError('PushBuffer: maxBytes must be >= 0');
@@ -47,10 +47,22 @@ export class PushBuffer {
     return this.items.length > this.head ? this.items[this.items.length - 1]!.seq : 0;
   }
 
+  /** New bounds (a reload of --buffer-max, --buffer-max-bytes); returns how many of the oldest were dropped to meet them. */
+  setBounds(max: number, maxBytes: number): number {
+    if (!(max >= 1) || !(maxBytes >= 0)) throw new TypeError('PushBuffer: max must be >= 1 and maxBytes >= 0');
+    this.max = max;
+    this.maxBytes = maxBytes;
+    return this.trim();
+  }
+
   /** Keeps a push; returns how many older ones were dropped to make room (by count or bytes). */
   add(p: KeptPush): number {
     this.items.push(p);
     this.bytes += p.body.length;
+    return this.trim();
+  }
+
+  private trim(): number {
     let dropped = 0;
     while (this.size > this.max || (this.bytes > this.maxBytes && this.size > 1)) {
       const old = this.items[this.head]!;

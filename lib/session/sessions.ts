@@ -65,6 +65,7 @@ export interface GateFigures {
 
 /** What the session layer needs from the gate that holds it. */
 export interface SessionsDeps {
+  /** The gate's configuration now (a reload replaces it). */
   readonly cfg: GateConfig;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -84,17 +85,38 @@ export interface SessionsDeps {
 export class Sessions {
   /** The sessions held in this process (all of them on a single node; those attached here in a cluster). */
   readonly store: SessionStore = new MemorySessionStore();
-  protected readonly cfg: GateConfig;
   protected readonly metrics: Metrics;
   protected readonly log: Logger;
   /** Session lifecycle lines: sampled under a storm (--log-sample). */
   protected readonly note: LogSampler;
 
   constructor(protected readonly deps: SessionsDeps) {
-    this.cfg = deps.cfg;
     this.metrics = deps.metrics;
     this.log = deps.log;
     this.note = deps.sampler;
+  }
+
+  /** The gate's configuration now: a reload applies to what reads it from here on. */
+  protected get cfg(): GateConfig {
+    return this.deps.cfg;
+  }
+
+  /**
+   * A reload changed the configuration: sessions held here take the new --idle-timeout (measured
+   * from their last REQUEST) and the new replay buffer bounds (a lowered bound drops the oldest
+   * pushes kept, counted in gate_push_buffer_drops_total).
+   */
+  reconfigure(prev: GateConfig, next: GateConfig): void {
+    const idle = next.idleTimeoutMs !== prev.idleTimeoutMs;
+    const bounds = next.bufferMax !== prev.bufferMax || next.bufferMaxBytes !== prev.bufferMaxBytes;
+    if (!idle && !bounds) return;
+    for (const s of this.store.all()) {
+      if (idle) s.idle?.retime(next.idleTimeoutMs);
+      if (bounds) {
+        const dropped = s.buffer.setBounds(next.bufferMax, next.bufferMaxBytes);
+        if (dropped > 0) this.metrics.pushDrops.inc(dropped);
+      }
+    }
   }
 
   /** True when sessions are shared with other gates (cluster mode): /v1/stats then lists every gate. */

@@ -6,6 +6,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gate } from '../gate.js';
 import type { PushResult } from '../session/sessions.js';
 import { formatAddress } from './listeners.js';
+import type { ReloadResult, ReloadTrigger } from './reload.js';
 
 /** Largest API request body (§4): past it, 413. */
 export const API_BODY_LIMIT = 1024 * 1024;
@@ -81,14 +82,29 @@ export interface ApiServer {
  * `{error, message}` for malformed input, 413 past 1 MiB. Handlers are thin: they validate
  * and call the gate, which owns the sessions.
  */
-export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, logger: Logger): Promise<ApiServer> {
+export async function startApi(gate: Gate, at: HostPort, logger: Logger, reload: (trigger: ReloadTrigger) => ReloadResult): Promise<ApiServer> {
   const app: FastifyInstance = Fastify({ bodyLimit: API_BODY_LIMIT, logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
   const maxFrame = gate.cfg.maxFrame;
-  const expected = apiKey ? Buffer.from(`Bearer ${apiKey}`) : null;
+  // The keys accepted now: --api-key, and after a reload that changed it the previous one for --key-grace.
+  const headers = new Map<string, Buffer>();
+  const expected = (key: string): Buffer => {
+    let b = headers.get(key);
+    if (!b) {
+      if (headers.size > 4) headers.clear();
+      headers.set(key, (b = Buffer.from(`Bearer ${key}`)));
+    }
+    return b;
+  };
   const authorized = (header: string | undefined): boolean => {
-    if (!expected) return true;
     const got = Buffer.from(header ?? '');
-    return got.length === expected.length && timingSafeEqual(got, expected); // no early exit to time the key by
+    let ok = false;
+    for (const key of gate.apiKeys.accepted()) {
+      if (key === null) return true; // no key set (a loopback --api)
+      const want = expected(key);
+      // No early exit on a mismatch to time the key by.
+      if (got.length === want.length && timingSafeEqual(got, want)) ok = true;
+    }
+    return ok;
   };
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
@@ -173,6 +189,13 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
     const info = await gate.sessions.findPlayer(req.params.playerId);
     if (!info) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${req.params.playerId}` });
     return info;
+  });
+
+  // The body is ignored: a reload reads the same sources SIGHUP does (flags, environment, --config file).
+  app.post('/v1/admin/reload', async (_req, reply) => {
+    const r = reload('api');
+    if (r.ok) return { reloaded: true, applied: r.applied, restartRequired: r.restartRequired };
+    return reply.code(400).send({ error: 'bad_config', message: r.message, option: r.option, source: r.source });
   });
 
   app.get('/v1/stats', async () => gate.statsAll());

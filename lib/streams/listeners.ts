@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { Observable } from 'rxjs';
+import { Observable, type Subscription } from 'rxjs';
 import { WebSocketServer } from 'ws';
 import type { HostPort } from '../config.js';
 import type { Connection, ConnectionLimits } from '../connection.js';
@@ -22,7 +22,8 @@ export interface TlsFiles {
 export interface Admission {
   /** Open connections now. */
   open: number;
-  readonly max: number;
+  /** --max-connections (a reload changes it: open connections over a lowered bound stay). */
+  max: number;
   /** Refused at accept so far. */
   refused: number;
 }
@@ -35,7 +36,8 @@ export interface Admission {
  */
 export interface Handshakes {
   pending: number;
-  readonly max: number;
+  /** --max-handshakes (a reload changes it). */
+  max: number;
   /** Refused at accept so far. */
   refused: number;
 }
@@ -43,6 +45,13 @@ export interface Handshakes {
 export interface ListenerConfig {
   at: HostPort;
   tls: TlsFiles | null;
+  /**
+   * Certificate rotation (a reload): each value's files are read and serve the handshakes from
+   * then on; open connections keep theirs. A pair that cannot be loaded goes to `onTlsError`
+   * and the previous one stays.
+   */
+  tlsReload$?: Observable<TlsFiles>;
+  onTlsError?: (e: unknown) => void;
   limits: ConnectionLimits;
   admission: Admission;
   handshakes: Handshakes;
@@ -76,6 +85,18 @@ const readTls = (tls: TlsFiles): { cert: Buffer; key: Buffer; handshakeTimeout: 
 });
 
 const ignoreError = (): void => undefined;
+
+/** Applies `tlsReload$` to a TLS or HTTPS server while the listener runs; returns the teardown. */
+function rotateCertificates(cfg: ListenerConfig, server: { setSecureContext(o: { cert: Buffer; key: Buffer }): void }): Subscription | null {
+  if (!cfg.tls || !cfg.tlsReload$) return null;
+  return cfg.tlsReload$.subscribe((files) => {
+    try {
+      server.setSecureContext(readTls(files));
+    } catch (e) {
+      cfg.onTlsError?.(e);
+    }
+  });
+}
 
 /**
  * The socket leaves the --max-connections count if it closes during the upgrade; once the
@@ -162,7 +183,9 @@ export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
     if (handshakes) server.prependListener('connection', handshakes.onRaw);
     server.once('error', (e: NodeJS.ErrnoException) => subscriber.error(listenError(cfg.at, e)));
     server.listen({ host: cfg.at.host, port: cfg.at.port, backlog: 4096 }, () => cfg.onListening(formatAddress(server.address())));
+    const rotation = cfg.tls ? rotateCertificates(cfg, server as TlsServer) : null;
     return () => {
+      rotation?.unsubscribe();
       server.close();
     };
   });
@@ -226,7 +249,9 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
     server.on('tlsClientError', (_err, socket: Duplex) => socket.destroy());
     server.once('error', (e: NodeJS.ErrnoException) => subscriber.error(listenError(cfg.at, e)));
     server.listen({ host: cfg.at.host, port: cfg.at.port, backlog: 4096 }, () => cfg.onListening(formatAddress(server.address())));
+    const rotation = cfg.tls ? rotateCertificates(cfg, server as HttpsServer) : null;
     return () => {
+      rotation?.unsubscribe();
       server.close();
       wss.close();
     };
