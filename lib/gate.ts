@@ -193,7 +193,7 @@ export class Gate {
     this.idleScheduler = deps.idleScheduler ?? this.deadlineScheduler;
     this.extraConnections$ = deps.connections$ ?? EMPTY;
     const cluster = deps.cluster ?? null;
-    this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: cfg.workers, maxBody: cfg.maxFrame }) : null);
+    this.rpc = deps.rpc ?? (cfg.upstream ? undiciRpcClient({ baseUrl: cfg.upstream, connections: null, maxBody: cfg.maxFrame }) : null);
     this.backend =
       deps.backend !== undefined
         ? deps.backend

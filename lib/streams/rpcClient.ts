@@ -47,8 +47,12 @@ export interface RpcClient {
 export interface RpcClientConfig {
   /** Backend base URL (may have a path prefix). */
   baseUrl: string;
-  /** Sockets kept to the backend (≥ --workers, so no worker waits for a socket). */
-  connections: number;
+  /**
+   * Sockets kept to the backend at most (≥ --workers, so no worker waits for a socket). null: no
+   * cap here, the gate's worker pool bounds the calls in flight and so the sockets (a fixed cap
+   * would keep a reload from raising --workers).
+   */
+  connections: number | null;
   /** Largest reply body read; past it the reply is refused. */
   maxBody: number;
 }
@@ -144,8 +148,8 @@ export function undiciRpcClient({ baseUrl, connections, maxBody }: RpcClientConf
 export function gotRpcClient({ baseUrl, connections, maxBody }: RpcClientConfig): RpcClient {
   const base = baseUrl.replace(/\/+$/, '');
   const agent = {
-    http: new HttpAgent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections }),
-    https: new HttpsAgent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections }),
+    http: new HttpAgent({ keepAlive: true, maxSockets: connections ?? Infinity, maxFreeSockets: connections ?? 256 }),
+    https: new HttpsAgent({ keepAlive: true, maxSockets: connections ?? Infinity, maxFreeSockets: connections ?? 256 }),
   };
   const client = got.extend({
     agent,
