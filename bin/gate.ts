@@ -138,4 +138,9 @@ async function main(): Promise<void> {
 }
 
 process.on('unhandledRejection', (e) => die(1, `gate: internal error: ${(e as Error)?.message ?? String(e)}`));
+// `gate config | head`: the reader went away; that ends the output, it is not an error to report.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  die(1, `gate: cannot write to stdout: ${e.code ?? e.message}`);
+});
 main().catch((e: unknown) => die(1, `gate: ${(e as Error)?.message ?? String(e)}`));

@@ -51,8 +51,9 @@ describe('gate config', () => {
     const r = run(['--max-connections', '500']);
     assert.equal(r.status, 0, r.err);
     assert.match(r.out, /^# the configuration gate serve would run with; config file: none$/m);
-    assert.match(r.out, /^--max-connections\s+500\s+flag$/m);
-    assert.match(r.out, /^--log-level\s+info\s+default$/m);
+    assert.match(r.out, /^--max-connections\s+500\s+flag\s+live$/m);
+    assert.match(r.out, /^--log-level\s+info\s+default\s+live$/m);
+    assert.match(r.out, /^--upstream\s+\S+\s+\S+\s+restart$/m);
   });
 
   it('should exit 2 with one line naming the option and its source for a bad value, an unknown key or an unknown flag', () => {
@@ -72,7 +73,7 @@ describe('gate config', () => {
     const ok = spawnGate(['config', '--workers', '3']);
     const e = await ok.waitForExit(EXIT_MS);
     assert.equal(e.code, 0, ok.stderr());
-    assert.ok(ok.lines.some((l) => /^--workers\s+3\s+flag$/.test(l)), ok.lines.join('\n'));
+    assert.ok(ok.lines.some((l) => /^--workers\s+3\s+flag\s+live$/.test(l)), ok.lines.join('\n'));
     const bad = spawnGate(['config', '--config', join(dir, 'bad.json')]);
     const eb = await bad.waitForExit(EXIT_MS);
     assert.equal(eb.code, 2);

@@ -5,7 +5,7 @@
  * (`--api-key`, `--jwt-secret`) are shown as set or not, never their value.
  */
 import { Option } from 'commander';
-import { OPTIONS, buildConfig, camel, envName, type GateConfig } from '../config.js';
+import { LIVE_OPTIONS, OPTIONS, buildConfig, camel, envName, type GateConfig } from '../config.js';
 import { isGatewayError } from '../errors.js';
 import { optionLayers, type OptionLayers } from './serveOptions.js';
 
@@ -19,6 +19,8 @@ export interface EffectiveOption {
   /** As given (or the default); null: not set and no default. Secrets: "(set)". */
   readonly value: string | null;
   readonly source: OptionSource;
+  /** `live`: a reload (SIGHUP, POST /v1/admin/reload) applies a change; `restart`: only a restart does. */
+  readonly reload: 'live' | 'restart';
 }
 
 const SECRETS = new Set(['api-key', 'jwt-secret']);
@@ -40,7 +42,7 @@ export function effectiveOptions(layers: OptionLayers, cfg: GateConfig): Effecti
     const [raw, source] = from(o.flag);
     let value = raw ?? computed[o.flag] ?? o.def ?? null;
     if (SECRETS.has(o.flag) && value !== null) value = '(set)';
-    return { flag: o.flag, env: envName(o.flag), key: camel(o.flag), value, source };
+    return { flag: o.flag, env: envName(o.flag), key: camel(o.flag), value, source, reload: LIVE_OPTIONS.has(o.flag) ? 'live' : 'restart' };
   });
 }
 
@@ -69,6 +71,7 @@ export function configCommand(argv: readonly string[], env: NodeJS.ProcessEnv, o
   const w = Math.max(...rows.map((r) => r.flag.length)) + 2;
   const v = Math.max(...rows.map((r) => (r.value ?? '(none)').length));
   out(`# the configuration gate serve would run with; config file: ${p.layers.configPath ?? 'none'}\n`);
-  for (const r of rows) out(`--${r.flag.padEnd(w)}${(r.value ?? '(none)').padEnd(v)}  ${r.source}\n`);
+  // The last column: whether a reload applies a change to it (live) or only a restart does.
+  for (const r of rows) out(`--${r.flag.padEnd(w)}${(r.value ?? '(none)').padEnd(v)}  ${r.source.padEnd(8)}${r.reload}\n`);
   return 0;
 }
