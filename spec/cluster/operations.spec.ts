@@ -6,6 +6,9 @@
  * Every gate is a real process (the CLI); a gate that quietly ran single-node fails, since each
  * member's `listening` line must name its member id.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FrameType } from '../../lib/frame.js';
@@ -157,6 +160,47 @@ describe('cluster mode: --procs', () => {
     assert.equal(exit.code, 0, proc.stderr());
     const st = await Promise.all(['w1', 'w2', 'w3', 'w4', 'after-both-died'].map(async (p) => (await fetchPlayer(redis.url, prefix, p))));
     assert.deepEqual(st, ['detached', 'detached', 'detached', 'detached', 'detached'], 'cluster shutdown detaches sessions for a resume elsewhere');
+  });
+});
+
+describe('cluster mode: --procs reloads every worker', () => {
+  it('should reload both workers on SIGHUP to the primary, and the other worker after a reload through one worker\'s API', async (t) => {
+    const redis = await startRedis();
+    const backend = await startFakeBackend();
+    const dir = mkdtempSync(join(tmpdir(), 'gate-procs-reload-'));
+    const file = join(dir, 'gate.json');
+    writeFileSync(file, JSON.stringify({ workers: 8 }));
+    const proc = spawnGate([
+      'serve', '--procs', '2', '--tcp', '127.0.0.1:0', '--ws', 'off', '--api', '127.0.0.1:0', '--auth', 'none', '--upstream', backend.url,
+      '--gate-id', 'gR', '--redis', redis.url, '--redis-prefix', nextPrefix('r'), '--config', file,
+    ]);
+    t.after(async () => {
+      await proc.kill();
+      await backend.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const l = await proc.waitForLog('listening');
+    const reloads = (): { gateId: string; applied: string[] }[] =>
+      proc.lines.flatMap((x) => {
+        try {
+          const v = JSON.parse(x) as { msg?: string; gateId?: string; applied?: string[] };
+          return v.msg === 'config reloaded' ? [{ gateId: String(v.gateId), applied: v.applied ?? [] }] : [];
+        } catch {
+          return [];
+        }
+      });
+    writeFileSync(file, JSON.stringify({ workers: 16 }));
+    proc.child.kill('SIGHUP');
+    await waitFor('both workers logging "config reloaded"', () => reloads().length === 2, WAIT_MS);
+    assert.deepEqual(reloads().map((r) => r.gateId).sort(), ['gR.1', 'gR.2']);
+    assert.ok(reloads().every((r) => r.applied.join() === 'workers'), JSON.stringify(reloads()));
+    writeFileSync(file, JSON.stringify({ workers: 16, rateLimit: '100/s' }));
+    const res = await fetch(`http://${String(l.api)}/v1/admin/reload`, { method: 'POST' });
+    assert.equal(res.status, 200);
+    assert.deepEqual(((await res.json()) as { applied: string[] }).applied, ['rate-limit']);
+    await waitFor('the other worker reloaded too', () => reloads().length === 4, WAIT_MS);
+    assert.deepEqual(reloads().slice(2).map((r) => r.gateId).sort(), ['gR.1', 'gR.2']);
   });
 });
 
