@@ -74,7 +74,13 @@ export class ConfigReloader {
 
   /** Reads, validates and applies; logs the outcome (a refusal names the option and its source). */
   reload(trigger: ReloadTrigger): ReloadResult {
-    const r = this.attempt();
+    let r: ReloadResult;
+    try {
+      r = this.attempt();
+    } catch (e) {
+      // Never a crash from a SIGHUP: whatever went wrong, the running configuration stays.
+      r = { ok: false, option: 'config', source: null, message: `reload failed: ${(e as Error)?.message ?? String(e)}` };
+    }
     if (r.ok) this.log.info({ trigger, applied: r.applied, restartRequired: r.restartRequired }, r.applied.length > 0 ? 'config reloaded' : 'config reloaded: nothing to apply');
     else this.log.error({ trigger, option: r.option, source: r.source, err: r.message }, 'config reload refused; the running configuration stays');
     return r;
