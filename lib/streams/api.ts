@@ -1,11 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Observable } from 'rxjs';
 import type { HostPort } from '../config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gate } from '../gate.js';
 import type { PushResult } from '../session/sessions.js';
+import { dashboardRoutes, MAX_STATS_STREAMS } from './dashboard.js';
 import { formatAddress } from './listeners.js';
+import { readGate, stats$, type StatsSample } from './stats.js';
 
 /** Largest API request body (§4): past it, 413. */
 export const API_BODY_LIMIT = 1024 * 1024;
@@ -71,6 +74,14 @@ function parsePush(v: unknown, where: string, maxFrame: number): PushInput {
   return { playerId: parsePlayerId(v.playerId, where), route: parseRoute(v.route, where), body: parseBody(v, where, maxFrame), id: parsePushId(v.id, where) };
 }
 
+/** What tests change about the API; the gate runs it with none. */
+export interface ApiOptions {
+  /** The dashboard's samples; default: this gate read every second (lib/streams/stats.ts). */
+  stats$?: Observable<StatsSample>;
+  /** Live dashboard streams open at once; default MAX_STATS_STREAMS. */
+  maxStatsStreams?: number;
+}
+
 export interface ApiServer {
   readonly address: string;
   close(): Promise<void>;
@@ -81,7 +92,7 @@ export interface ApiServer {
  * `{error, message}` for malformed input, 413 past 1 MiB. Handlers are thin: they validate
  * and call the gate, which owns the sessions.
  */
-export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, logger: Logger): Promise<ApiServer> {
+export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, logger: Logger, opts: ApiOptions = {}): Promise<ApiServer> {
   const app: FastifyInstance = Fastify({ bodyLimit: API_BODY_LIMIT, logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
   const maxFrame = gate.cfg.maxFrame;
   const expected = apiKey ? Buffer.from(`Bearer ${apiKey}`) : null;
@@ -176,6 +187,11 @@ export async function startApi(gate: Gate, at: HostPort, apiKey: string | null, 
   });
 
   app.get('/v1/stats', async () => gate.statsAll());
+  // The live dashboard: its page without a key, its figures (/v1/stats/stream) behind the hook above.
+  dashboardRoutes(app, {
+    stats$: opts.stats$ ?? stats$(readGate(gate), { onError: (e) => logger.warn({ err: (e as Error).message }, 'dashboard stats reading failed') }),
+    maxStreams: opts.maxStatsStreams ?? MAX_STATS_STREAMS,
+  });
   app.get('/v1/gates', async () => ({ gates: await gate.sessions.gates() }));
   app.get('/healthz', () => ({ ok: true }));
   // Not ready while starting, shutting down, or (cluster mode) while Redis is unreachable.
