@@ -15,6 +15,8 @@ declare const uPlot: typeof UPlot;
 const KEY_STORAGE = 'gate.apiKey';
 /** Samples each chart keeps: five minutes at one a second. */
 const HISTORY = 300;
+/** Shortest time span a chart shows, seconds. */
+const MIN_WINDOW_S = 60;
 /** Wait before opening the stream again after it ended or failed, ms. */
 const RETRY_MS = 2_000;
 /** Most unparsed text kept from the stream: a server event is far smaller; past this the text is dropped. */
@@ -215,7 +217,11 @@ function plot(c: Chart, x: number, ys: (number | null)[]): void {
         height: 170,
         series: [{}, ...c.labels.map((label, i) => ({ label, stroke: c.colors[i], width: 1.5, spanGaps: false }))],
         axes: [{}, { size: 50 }],
-        scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+        scales: {
+          // A window of at least a minute ending at the newest sample, so the first few points do not span the axis.
+          x: { time: true, range: (_u, min, max) => [Math.min(min, max - MIN_WINDOW_S), max] },
+          y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+        },
         legend: { live: false },
       },
       c.data as UPlot.AlignedData,
