@@ -2,6 +2,7 @@
 // API, a few clients dropping to detached) shown in Debian's chromium. Not a test: run by hand after
 // a change to the page, `npm run build && node scripts/dashboard-screenshot.mjs` (about a minute).
 // RUN_MS sets how long the load runs before the picture, OUT where it goes.
+import { chromium } from 'playwright-core';
 import { startGate, api } from '../dist/spec/helpers/gateHarness.js';
 import { connectTcp, connectWs } from '../dist/spec/helpers/testClient.js';
 import { FrameType } from '../dist/lib/frame.js';
