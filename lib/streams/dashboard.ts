@@ -92,16 +92,18 @@ export function dashboardRoutes(app: FastifyInstance, { stats$, maxStreams = MAX
       connection: 'close',
     });
     res.write(': gate stats\n\n'); // headers out now, so the client's fetch() resolves before the first sample
+    const done = (): void => {
+      open--;
+      if (!res.writableEnded) res.end();
+    };
     events$.pipe(takeUntil(merge(fromEvent(res, 'close'), closing))).subscribe({
       next: (chunk) => {
         // Bounded: skip the sample while the socket still holds more than the bound unsent.
         if (res.writableLength > STATS_STREAM_MAX_BUFFERED || res.destroyed) return;
         res.write(chunk);
       },
-      complete: () => {
-        open--;
-        if (!res.writableEnded) res.end();
-      },
+      complete: done,
+      error: done, // stats$ catches its readings' errors; a stream that errors anyway just ends
     });
     return reply;
   });
