@@ -78,6 +78,11 @@ export function dashboardRoutes(app: FastifyInstance, { stats$, maxStreams = MAX
   });
 
   app.get('/v1/stats/stream', (_req, reply) => {
+    // Gone while the key was checked: its close event has fired already, so nothing would end the stream.
+    if (reply.raw.destroyed) {
+      reply.hijack();
+      return reply;
+    }
     if (open >= maxStreams)
       return reply.code(503).send({ error: 'too_many_streams', message: `${maxStreams} stats streams are open already (each dashboard holds one)` });
     open++;
