@@ -23,6 +23,15 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard's page script runs in the browser, served alone as app.js: type imports only
+    // (nothing else is served beside it), and none of Node's globals (they type-check, but are not there).
+    files: ['lib/dashboard/app.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ group: ['*'], allowTypeImports: true, message: 'app.ts runs in the browser alone: type imports only' }] }],
+      'no-restricted-globals': ['error', 'Buffer', 'process', 'require', 'global', '__dirname', '__filename', 'setImmediate'],
+    },
+  },
+  {
     // Tests drive the real edges, so they may subscribe, and they use node:test's describe/it promises freely.
     files: ['spec/**/*.ts', 'marbles/**/*.ts'],
     rules: {

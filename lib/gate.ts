@@ -120,8 +120,8 @@ export class Gate {
   /** The session layer: this process's sessions (single node) or the cluster's, in Redis. */
   readonly sessions: Sessions;
   private readonly sampler: LogSampler;
-  /** gate_connections by transport, label children made once (a label lookup hashes an object each call). */
-  private readonly connGauge: Record<Transport, { inc(): void; dec(): void }>;
+  /** Open connections by transport (gate_connections reads them at scrape time). */
+  private readonly open: Record<Transport, number> = { tcp: 0, ws: 0 };
   readonly pool: WorkerPool;
   readonly events: EventQueue | null;
   /** Cluster mode: posts the cluster's event stream while this member holds its lease. */
@@ -185,6 +185,7 @@ export class Gate {
       eventsQueued: () => this.events?.length ?? 0,
       refused: () => this.admission.refused,
       handshakes: () => this.handshakes,
+      connections: () => this.open,
     });
     this.pool = workerPool({ concurrency: cfg.workers });
     this.random = deps.random ?? Math.random;
@@ -218,7 +219,6 @@ export class Gate {
         )
       : null;
     this.sampler = new LogSampler(cfg.logSample, this.log, this.metrics.logSampledOut);
-    this.connGauge = { tcp: this.metrics.connections.labels({ transport: 'tcp' }), ws: this.metrics.connections.labels({ transport: 'ws' }) };
     const now = (): GateConfig => this.current;
     const layer = {
       get cfg() {
@@ -384,7 +384,7 @@ export class Gate {
    * Every error ends in a BYE for this connection only.
    */
   private openLink(conn: Connection): void {
-    this.connGauge[conn.transport].inc();
+    this.open[conn.transport]++;
     // Guarded: the remote address is a getpeername syscall, too dear to build for a line not written.
     if (this.log.isLevelEnabled('debug')) this.log.debug({ connId: conn.id, transport: conn.transport, remote: conn.remoteAddress }, 'connection opened');
     new Link(this, conn, this.jobSink).start();
@@ -398,14 +398,14 @@ export class Gate {
 
   /** @internal */
   connectionEnded(conn: Connection, st: ConnState, caught: GatewayError | null): void {
-    this.connGauge[conn.transport].dec();
+    this.open[conn.transport]--;
     // A link the transport closed itself (slow consumer inside send) says why on the connection.
     const err = caught ?? conn.closedWith;
     if (err) {
       this.metrics.closes.inc({ code: err.bye ?? err.code });
-      if (err.bye === 'protocol_error') this.metrics.protocolErrors.inc({ code: err.code });
+      if (err.bye === 'protocol_error') this.metrics.countProtocolError(err.code).inc();
       if (err.code === 'GW_ERR_SLOW_CONSUMER') {
-        this.metrics.slowConsumers.inc();
+        this.metrics.slowConsumer.inc();
         this.log.info({ connId: conn.id, playerId: st.session?.playerId, sessionId: st.session?.sessionId }, 'slow consumer dropped');
       }
     }
@@ -649,6 +649,15 @@ export class Gate {
       refused: this.admission.refused,
       eventsQueued: this.events?.length ?? 0,
     };
+  }
+
+  /**
+   * What is in use now, without the pass over the sessions `stats()` makes: connections by
+   * transport, workers busy, requests queued for one, backend events waiting (null in cluster
+   * mode, where they wait in Redis). Read by the dashboard's sampler (lib/streams/stats.ts).
+   */
+  load(): { connections: Readonly<Record<Transport, number>>; busy: number; queued: number; eventsQueued: number | null } {
+    return { connections: { ...this.open }, busy: this.pool.busy, queued: Math.max(0, this.depth - this.pool.busy), eventsQueued: this.events?.length ?? null };
   }
 
   /** This gate as /v1/gates lists it, with its sessions by state (each cluster beat carries these). */

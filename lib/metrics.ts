@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BucketHistogram } from './bucketHistogram.js';
+import type { Transport } from './connection.js';
 
 /** Live values read at scrape time, so nothing on the hot path updates a gauge. */
 export interface MetricsSource {
@@ -11,6 +12,28 @@ export interface MetricsSource {
   refused(): number;
   /** Sockets in the TLS handshake or WS upgrade now, and refused past --max-handshakes so far. */
   handshakes?(): { pending: number; refused: number };
+  /** Open client connections by transport (none when left out). */
+  connections?(): Readonly<Record<Transport, number>>;
+}
+
+/** gate_upstream_duration_seconds' bucket bounds, seconds: the resolution of every upstream percentile the gate reports. */
+export const UPSTREAM_BOUNDS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Running totals since start, read without going through prom-client (the dashboard samples
+ * them every second): rates are differences of two readings.
+ */
+export interface MetricCounts {
+  /** gate_requests_total by outcome. */
+  readonly requests: Readonly<Record<string, number>>;
+  /** gate_pushes_total by status. */
+  readonly pushes: Readonly<Record<string, number>>;
+  /** gate_upstream_duration_seconds per bucket (not cumulative), all results together; the last is past the largest bound. */
+  readonly upstreamBuckets: Float64Array;
+  /** gate_slow_consumers_total. */
+  readonly slowConsumers: number;
+  /** gate_protocol_errors_total, all codes. */
+  readonly protocolErrors: number;
 }
 
 /** Small ids for the per-route result label, to key the cached label children. */
@@ -39,6 +62,18 @@ class Tally {
     if (!c) this.counts.set(label, (c = { n: 0, seen: 0 }));
     const cell = c;
     return { inc: () => void cell.n++ };
+  }
+  /** Every label's running total (scrapes move only `seen`, never the total). */
+  totals(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [label, c] of this.counts) out[label] = c.n;
+    return out;
+  }
+  /** All labels' running totals added up. */
+  sum(): number {
+    let n = 0;
+    for (const c of this.counts.values()) n += c.n;
+    return n;
   }
   /** Adds what was counted since the last scrape to `counter`. */
   flush(add: (label: string, delta: number) => void): void {
@@ -134,7 +169,7 @@ export function createMetrics(gateId: string, src: MetricsSource) {
     'gate_upstream_duration_seconds',
     'Upstream /rpc call time, all attempts included',
     'result',
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    UPSTREAM_BOUNDS_S,
     reg,
   );
   const pushTally = new Tally();
@@ -147,10 +182,23 @@ export function createMetrics(gateId: string, src: MetricsSource) {
       pushTally.flush((status, d) => this.inc({ status }, d));
     },
   });
+  const protocolTally = new Tally();
+  const slowTally = new Tally();
+  const slowConsumer = slowTally.of('');
   return {
     registry,
     processRegistry,
-    connections: new Gauge({ name: 'gate_connections', help: 'Open client connections', labelNames: ['transport'] as const, registers: reg }),
+    connections: new Gauge({
+      name: 'gate_connections',
+      help: 'Open client connections',
+      labelNames: ['transport'] as const,
+      registers: reg,
+      collect() {
+        const open = src.connections?.() ?? { tcp: 0, ws: 0 };
+        this.set({ transport: 'tcp' }, open.tcp);
+        this.set({ transport: 'ws' }, open.ws);
+      },
+    }),
     sessions: new Gauge({
       name: 'gate_sessions',
       help: 'Sessions by state',
@@ -213,8 +261,27 @@ export function createMetrics(gateId: string, src: MetricsSource) {
         this.set(src.busyWorkers());
       },
     }),
-    protocolErrors: new Counter({ name: 'gate_protocol_errors_total', help: 'Connections closed for protocol errors', labelNames: ['code'] as const, registers: reg }),
-    slowConsumers: new Counter({ name: 'gate_slow_consumers_total', help: 'Connections dropped past --outbound-max', registers: reg }),
+    protocolErrors: new Counter({
+      name: 'gate_protocol_errors_total',
+      help: 'Connections closed for protocol errors',
+      labelNames: ['code'] as const,
+      registers: reg,
+      collect() {
+        protocolTally.flush((code, d) => this.inc({ code }, d));
+      },
+    }),
+    /** gate_protocol_errors_total{code}, counted cheaply and published at scrape time. */
+    countProtocolError: cached((code) => protocolTally.of(code)),
+    slowConsumers: new Counter({
+      name: 'gate_slow_consumers_total',
+      help: 'Connections dropped past --outbound-max',
+      registers: reg,
+      collect() {
+        slowTally.flush((_, d) => this.inc(d));
+      },
+    }),
+    /** gate_slow_consumers_total.inc(), counted cheaply and published at scrape time. */
+    slowConsumer,
     logSampledOut: new Counter({ name: 'gate_log_sampled_out_total', help: 'Session log lines not written past --log-sample lines a second', labelNames: ['msg'] as const, registers: reg }),
     closes: new Counter({ name: 'gate_connection_closes_total', help: 'Connections closed by the gate, by BYE code', labelNames: ['code'] as const, registers: reg }),
     handshakesPending: new Gauge({
@@ -256,6 +323,16 @@ export function createMetrics(gateId: string, src: MetricsSource) {
       },
     }),
     eventsDropped: new Counter({ name: 'gate_backend_events_dropped_total', help: 'Backend events dropped (queue full)', registers: reg }),
+    /** The running totals the dashboard's rates come from: plain numbers, no prom-client call. */
+    counts(): MetricCounts {
+      return {
+        requests: requestTally.totals(),
+        pushes: pushTally.totals(),
+        upstreamBuckets: upstreamDuration.totals(),
+        slowConsumers: slowTally.sum(),
+        protocolErrors: protocolTally.sum(),
+      };
+    },
     /**
      * The exposition text: the gate's metrics always, the process metrics when they can be read,
      * with only their finite samples (see finiteSamples).

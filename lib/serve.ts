@@ -76,7 +76,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadS
   let api: ApiServer;
   try {
     await gate.start();
-    api = await startApi(gate, cfg.api, logger.child({ gateId: cfg.gateId, component: 'api' }), reload);
+    api = await startApi(gate, cfg.api, logger.child({ gateId: cfg.gateId, component: 'api' }), { reload });
   } catch (e) {
     await gate.shutdown().catch(() => undefined);
     await demo?.close();

@@ -284,13 +284,14 @@ describe('push API: /v1/kick and /v1/players', () => {
     assert.equal(r.body.error, 'player_not_found');
   });
 
-  it('should describe a player: online, then detached; 404 for unknown', async (t) => {
+  it('should describe a player: online, then detached, with the time of its last REQUEST; 404 for unknown', async (t) => {
     const h = await gate(t, { gateId: 'gate-players' });
     const c = await login(t, h, 'pat');
     await api(h, 'POST', '/v1/push', { playerId: 'pat', route: 1, data: 1 });
     const on = await api(h, 'GET', '/v1/players/pat');
     assert.equal(on.status, 200);
-    assert.deepEqual(Object.keys(on.body).sort(), ['buffered', 'gateId', 'playerId', 'pushSeq', 'sessionId', 'state']);
+    assert.deepEqual(Object.keys(on.body).sort(), ['buffered', 'gateId', 'lastRequestAt', 'playerId', 'pushSeq', 'sessionId', 'state']);
+    assert.equal(on.body.lastRequestAt, null, 'no REQUEST yet');
     assert.equal(on.body.playerId, 'pat');
     assert.equal(typeof on.body.sessionId, 'string');
     assert.ok(on.body.sessionId.length > 0);
@@ -298,6 +299,11 @@ describe('push API: /v1/kick and /v1/players', () => {
     assert.equal(on.body.pushSeq, 1);
     assert.equal(on.body.buffered, 1);
     assert.equal(on.body.gateId, 'gate-players');
+    const before = Date.now();
+    c.request(1, 1, { hi: 1 });
+    await c.next((f) => f.type === FrameType.RESPONSE, WAIT_MS);
+    const after = (await api(h, 'GET', '/v1/players/pat')).body.lastRequestAt;
+    assert.ok(typeof after === 'number' && after >= before && after <= Date.now(), `lastRequestAt ${after} is the REQUEST's arrival`);
     await c.destroy();
     await untilState(h, 'pat', 'detached');
     const off = await api(h, 'GET', '/v1/players/pat');

@@ -270,7 +270,13 @@ export class ClusterSessions extends Sessions {
 
   override findPlayer(playerId: string): Promise<PlayerInfo | null> {
     return this.node.sessions.info(playerId).then(
-      (i) => (i ? { playerId, sessionId: i.sessionId, state: i.state, pushSeq: i.pushSeq, buffered: i.kept, gateId: i.holder ? gateIdOf(i.holder) : '' } : null),
+      (i) => {
+        if (!i) return null;
+        // Redis keeps idle times, coalesced and touched at login too: not a REQUEST's time. Only the holder knows that.
+        const local = this.store.byPlayer(playerId);
+        const lastRequestAt = local && local.sessionId === i.sessionId ? local.lastRequestAt : null;
+        return { playerId, sessionId: i.sessionId, state: i.state, pushSeq: i.pushSeq, buffered: i.kept, gateId: i.holder ? gateIdOf(i.holder) : '', lastRequestAt };
+      },
       (e: unknown) => {
         throw clusterUnavailable(e);
       },

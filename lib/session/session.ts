@@ -76,6 +76,8 @@ export class Session {
   fence: Fence | null = null;
   /** Cluster mode: it ended here because it moved to another holder (not because it ended for good). */
   moved = false;
+  /** When the last REQUEST arrived on this gate, ms since the epoch; null before the first. */
+  lastRequestAt: number | null = null;
   /** Cluster mode: notices and ACKs in flight for this session (lib/cluster/clusterNode.ts). */
   sync: SessionSync | null = null;
 
@@ -113,8 +115,10 @@ export class Session {
     return (this.requests ??= new RequestWindow(this.windowSize, this.windowBytes));
   }
 
+  /** The client's REQUEST: restarts the idle clock, and is remembered for lookups (`lastRequestAt`). */
   touch(): void {
     this.idle?.touch();
+    this.lastRequestAt = Date.now();
   }
 
   /** Stops the idle clock; called once when the session ends. */

@@ -46,6 +46,11 @@ export interface PlayerInfo {
   pushSeq: number;
   buffered: number;
   gateId: string;
+  /**
+   * When the session's last REQUEST arrived, ms since the epoch; null before its first, and in
+   * cluster mode whenever the gate asked is not the one holding the session (Redis keeps no such time).
+   */
+  lastRequestAt: number | null;
 }
 
 /** One live gate as /v1/gates and /v1/stats list it. */
@@ -449,7 +454,7 @@ export class Sessions {
   player(playerId: string): PlayerInfo | null {
     const s = this.store.byPlayer(playerId);
     if (!s || s.state === 'ended') return null;
-    return { playerId: s.playerId, sessionId: s.sessionId, state: s.state, pushSeq: s.pushSeq, buffered: s.buffer.size, gateId: this.cfg.gateId };
+    return { playerId: s.playerId, sessionId: s.sessionId, state: s.state, pushSeq: s.pushSeq, buffered: s.buffer.size, gateId: this.cfg.gateId, lastRequestAt: s.lastRequestAt };
   }
 
   /** Sessions held here by state and the pushes they keep: one pass, for /v1/stats and /metrics. */

@@ -1,12 +1,15 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Observable } from 'rxjs';
 import type { HostPort } from '../config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gate } from '../gate.js';
 import type { PushResult } from '../session/sessions.js';
+import { dashboardRoutes, MAX_STATS_STREAMS } from './dashboard.js';
 import { formatAddress } from './listeners.js';
 import type { ReloadResult, ReloadTrigger } from './reload.js';
+import { readGate, stats$, type StatsSample } from './stats.js';
 
 /** Largest API request body (§4): past it, 413. */
 export const API_BODY_LIMIT = 1024 * 1024;
@@ -72,6 +75,16 @@ function parsePush(v: unknown, where: string, maxFrame: number): PushInput {
   return { playerId: parsePlayerId(v.playerId, where), route: parseRoute(v.route, where), body: parseBody(v, where, maxFrame), id: parsePushId(v.id, where) };
 }
 
+/** What the API needs beyond the gate: the reload of `gate serve`, and what tests change. */
+export interface ApiOptions {
+  /** POST /v1/admin/reload: reads the options again (lib/serve.ts); without it the call answers 400. */
+  reload?: (trigger: ReloadTrigger) => ReloadResult;
+  /** The dashboard's samples; default: this gate read every second (lib/streams/stats.ts). */
+  stats$?: Observable<StatsSample>;
+  /** Live dashboard streams open at once; default MAX_STATS_STREAMS. */
+  maxStatsStreams?: number;
+}
+
 export interface ApiServer {
   readonly address: string;
   close(): Promise<void>;
@@ -82,7 +95,8 @@ export interface ApiServer {
  * `{error, message}` for malformed input, 413 past 1 MiB. Handlers are thin: they validate
  * and call the gate, which owns the sessions.
  */
-export async function startApi(gate: Gate, at: HostPort, logger: Logger, reload: (trigger: ReloadTrigger) => ReloadResult): Promise<ApiServer> {
+export async function startApi(gate: Gate, at: HostPort, logger: Logger, opts: ApiOptions = {}): Promise<ApiServer> {
+  const reload = opts.reload ?? ((): ReloadResult => ({ ok: false, option: 'config', source: null, message: 'this API was started without a reload source' }));
   const app: FastifyInstance = Fastify({ bodyLimit: API_BODY_LIMIT, logger: false, keepAliveTimeout: 65_000, return503OnClosing: false });
   const maxFrame = gate.cfg.maxFrame;
   // The keys accepted now: --api-key, and after a reload that changed it the previous one for --key-grace.
@@ -199,6 +213,11 @@ export async function startApi(gate: Gate, at: HostPort, logger: Logger, reload:
   });
 
   app.get('/v1/stats', async () => gate.statsAll());
+  // The live dashboard: its page without a key, its figures (/v1/stats/stream) behind the hook above.
+  dashboardRoutes(app, {
+    stats$: opts.stats$ ?? stats$(readGate(gate), { onError: (e) => logger.warn({ err: (e as Error).message }, 'dashboard stats reading failed') }),
+    maxStreams: opts.maxStatsStreams ?? MAX_STATS_STREAMS,
+  });
   app.get('/v1/gates', async () => ({ gates: await gate.sessions.gates() }));
   app.get('/healthz', () => ({ ok: true }));
   // Not ready while starting, shutting down, or (cluster mode) while Redis is unreachable.

@@ -89,15 +89,23 @@ describe('cluster mode: two gates on one Redis', () => {
   });
 
   it('should answer /v1/players from every gate, naming the gate that holds the link', async () => {
-    keep(await login(b, 'p4'));
+    const { c } = keep(await login(b, 'p4'));
     await push(a, 'p4', 1);
+    c.request(1, 1, { hi: 1 });
+    await c.next((f) => f.type === FrameType.RESPONSE, WAIT_MS);
+    const keys: string[][] = [];
     for (const m of [a, b]) {
       const r = await call(m, 'GET', '/v1/players/p4');
       assert.equal(r.status, 200);
       assert.equal(r.body.gateId, 'gB');
       assert.equal(r.body.state, 'online');
       assert.equal(r.body.pushSeq, 1);
+      keys.push(Object.keys(r.body).sort());
+      // The time of the last REQUEST is known to the holder only (Redis keeps none).
+      if (m === b) assert.equal(typeof r.body.lastRequestAt, 'number');
+      else assert.equal(r.body.lastRequestAt, null);
     }
+    assert.deepEqual(keys[0], keys[1], 'the same fields from the holder and from another gate');
   });
 
   it('should replace a session held on another gate: BYE replaced there, one session', async () => {
