@@ -18,6 +18,9 @@ export interface RunningGate {
   shutdown(bounds?: ShutdownBounds): Promise<void>;
 }
 
+/** How long shutdown waits for the last spans to reach the OTLP collector (--otlp), ms. */
+export const TRACES_FLUSH_MS = 2_000;
+
 export function createLogger(level: string): Logger {
   // Asynchronous: a burst of lines goes out in few writes instead of one write each (pino flushes
   // what is left synchronously on exit).
@@ -45,19 +48,27 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
             logger.child({ gateId: cfg.gateId }),
           )
         : null;
+  // --otlp: the OpenTelemetry SDK loads only now, and only then (a gate without it never pays for it).
+  const tracer =
+    deps.tracer !== undefined
+      ? deps.tracer
+      : cfg.otlp !== null
+        ? (await import('./otel/otlpTracer.js')).otlpTracer({ url: cfg.otlp, sample: cfg.otlpSample, gateId: cfg.gateId, log: logger.child({ gateId: cfg.gateId, component: 'otlp' }) })
+        : null;
   let demo: DemoBackend | null = null;
   let effective = cfg;
   if (!cfg.upstream) {
     demo = await startDemoBackend({ host: '127.0.0.1', port: 0, apiKey: cfg.apiKey, logger: logger.child({ component: 'demo-backend' }) });
     effective = { ...cfg, upstream: demo.url };
   }
-  const gate = new Gate(effective, { ...deps, logger, cluster });
+  const gate = new Gate(effective, { ...deps, logger, cluster, tracer });
   let api: ApiServer;
   try {
     await gate.start();
     api = await startApi(gate, cfg.api, cfg.apiKey, logger.child({ gateId: cfg.gateId, component: 'api' }));
   } catch (e) {
     await gate.shutdown().catch(() => undefined);
+    await tracer?.shutdown(TRACES_FLUSH_MS);
     await demo?.close();
     throw e;
   }
@@ -90,6 +101,8 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> = {}): Prom
         log.info('shutdown started');
         await gate.shutdown((step) => log.info({ step }, 'shutdown step'), bounds);
         await apiServer.close();
+        // Last, so the spans of the answers and push calls made while draining go too; bounded.
+        if (tracer) log.info({ step: (await tracer.shutdown(TRACES_FLUSH_MS)) ? 'traces flushed' : `traces not flushed within ${TRACES_FLUSH_MS}ms` }, 'shutdown step');
         await demo?.close();
         log.info('shutdown complete');
       })()),
