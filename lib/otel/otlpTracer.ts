@@ -106,7 +106,7 @@ export function otlpTracer(cfg: OtlpTracerConfig): RequestTracer {
       const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parentContext(parent));
       return span.isRecording() ? new ApiSpan(span) : UNSAMPLED_API;
     },
-    flush: () => provider.forceFlush(),
+    flush: () => provider.forceFlush({ timeoutMillis: OTLP_EXPORT_TIMEOUT_MS + 1_000 }),
     shutdown(ms: number): Promise<boolean> {
       return (stopping ??= new Promise<boolean>((resolve) => {
         // A collector that is down or silent must not hold the shutdown: give up after `ms`.
