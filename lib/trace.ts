@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 
-/**
- * Random hex drawn from a pool refilled 4 KiB at a time: one syscall and one hex conversion per
- * ~170 requests instead of per request (slicing a string is cheap, converting bytes is not).
- */
 const POOL_BYTES = 4096;
-let pool = '';
-let at = 0;
+let pool = ''; // hex of the last random draw
+let at = 0; // chars of `pool` already handed out
 
-function hex(bytes: number): string {
+/**
+ * Random hex (`bytes` bytes, CSPRNG) drawn from a pool refilled 4 KiB at a time: one syscall and
+ * one hex conversion per ~170 requests instead of per request (slicing a string is cheap,
+ * converting bytes is not).
+ */
+export function randomHex(bytes: number): string {
   const chars = bytes * 2;
   if (at + chars > pool.length) {
     pool = randomBytes(POOL_BYTES).toString('hex');
@@ -45,6 +46,6 @@ export const formatTraceparent = (traceId: string, spanId: string, sampled: bool
  */
 export function childTraceparent(parent: string | undefined): string {
   const m = parent ? TRACEPARENT.exec(parent) : null;
-  if (m && !ZEROS.test(m[1]!)) return `00-${m[1]}-${hex(8)}-${m[3]}`;
-  return `00-${hex(16)}-${hex(8)}-01`;
+  if (m && !ZEROS.test(m[1]!)) return `00-${m[1]}-${randomHex(8)}-${m[3]}`;
+  return `00-${randomHex(16)}-${randomHex(8)}-01`;
 }

@@ -4,11 +4,11 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace as otelTrace, type Context, type Span } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler, type IdGenerator } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { ApiSpanName, ApiTrace, RequestTrace, RequestTracer } from '../requestTracer.js';
-import { formatTraceparent, parseTraceparent } from '../trace.js';
+import { formatTraceparent, parseTraceparent, randomHex } from '../trace.js';
 import { BoundedExport } from './boundedExport.js';
 import { SampledRequest, UnsampledRequest } from './requestSpans.js';
 
@@ -32,6 +32,25 @@ export const OTLP_DELAY_MS = 2_000;
 export const OTLP_EXPORT_TIMEOUT_MS = 5_000;
 /** At most one log line about failed exports per this long, ms (the rest are counted). */
 const FAILURE_LOG_EVERY_MS = 30_000;
+
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/**
+ * Trace and span ids sliced from the pooled CSPRNG hex the gate already uses for traceparents: the
+ * SDK's own generator formats a buffer to hex for every id, a visible share of a traced gate's
+ * CPU per request. An all-zero id (invalid in W3C; odds 2^-64) is drawn again.
+ */
+const poolIds: IdGenerator = {
+  generateTraceId(): string {
+    const id = randomHex(16);
+    return id === ZERO_TRACE ? randomHex(16) : id;
+  },
+  generateSpanId(): string {
+    const id = randomHex(8);
+    return id === ZERO_SPAN ? randomHex(8) : id;
+  },
+};
 
 /** The push API span when it is not sampled: nothing to record. */
 const UNSAMPLED_API: ApiTrace = { deliveries: () => undefined, set: () => undefined, end: () => undefined };
@@ -87,6 +106,7 @@ export function otlpTracer(cfg: OtlpTracerConfig): RequestTracer {
     resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'gate', [ATTR_SERVICE_INSTANCE_ID]: cfg.gateId })),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(cfg.sample) }),
     spanProcessors: [processor],
+    idGenerator: poolIds,
   });
   const tracer = provider.getTracer('gate');
   let stopping: Promise<boolean> | null = null;
