@@ -73,9 +73,13 @@ export interface GateConfig {
   readonly eventsBackoffMaxMs: number;
   /** How long shutdown waits for queued events to be posted, ms. */
   readonly eventsFlushMs: number;
+  /** --otlp: the OTLP/HTTP traces endpoint (`…/v1/traces`); null = tracing off, and no tracing code loads. */
+  readonly otlp: string | null;
+  /** --otlp-sample: share of traces sampled where the client sent no traceparent (0..1). */
+  readonly otlpSample: number;
 }
 
-type Kind = 'hostport' | 'hostport-off' | 'url' | 'auth' | 'string' | 'duration' | 'size' | 'int' | 'file' | 'level' | 'rate';
+type Kind = 'hostport' | 'hostport-off' | 'url' | 'auth' | 'string' | 'duration' | 'size' | 'int' | 'file' | 'level' | 'rate' | 'ratio';
 
 export interface OptionSpec {
   /** The flag name without dashes (`upstream-timeout`). */
@@ -127,6 +131,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'log-level', kind: 'level', def: 'info', help: 'pino level: fatal|error|warn|info|debug|trace|silent' },
   { flag: 'log-sample', kind: 'int', def: '100', min: 0, help: 'session lines (login, resumed, detached, ended) logged per second at most; the rest counted; 0 = all' },
   { flag: 'key-grace', kind: 'duration', def: '5m', min: 0, help: 'after a reload changes --api-key or --jwt-secret, the previous one is still accepted this long' },
+  { flag: 'otlp', kind: 'url', help: 'OpenTelemetry collector, OTLP/HTTP (http://host:4318; /v1/traces is appended): export traces; default off' },
+  { flag: 'otlp-sample', kind: 'ratio', def: '0.01', help: 'share of requests traced when the client sent no traceparent (0..1); a client traceparent\'s sampled flag decides for its own' },
 ];
 
 /**
@@ -187,6 +193,32 @@ export function parseRate(flag: string, raw: string): number {
   const v = m ? Number(m[1]) : NaN;
   if (!(v > 0) || !Number.isFinite(v)) return fail(bad(flag, `"${raw}" is not a rate (use 50/s)`));
   return v;
+}
+
+/** A share: `0.01`, `1`, `0`, `.5`; 0..1. */
+export function parseRatio(flag: string, raw: string): number {
+  const s = raw.trim();
+  const v = /^(\d+(\.\d*)?|\.\d+)$/.test(s) ? Number(s) : NaN;
+  if (!(v >= 0 && v <= 1)) return fail(bad(flag, `"${raw}" is not a ratio from 0 to 1 (e.g. 0.01)`));
+  return v;
+}
+
+/**
+ * The OTLP/HTTP traces endpoint for `--otlp`: a collector's base URL (`http://host:4318`, any
+ * path prefix kept) gets `/v1/traces` appended; a URL whose path already ends in `/v1/traces`
+ * is taken as it is.
+ */
+export function otlpTracesUrl(flag: string, raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw.trim());
+  } catch {
+    return fail(bad(flag, `"${raw}" is not a URL`));
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(bad(flag, `"${raw}" must be http:// or https:// (OTLP over HTTP)`));
+  if (u.search !== '' || u.hash !== '') return fail(bad(flag, `"${raw}" must have no query or fragment`));
+  if (!/\/v1\/traces\/?$/.test(u.pathname)) u.pathname = `${u.pathname.replace(/\/+$/, '')}/v1/traces`;
+  return u.href.replace(/\/+$/, '');
 }
 
 export function parseHostPort(flag: string, raw: string): HostPort {
@@ -294,6 +326,10 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
   // Processes share sessions only through Redis: without it each would keep its own and a resume could land on the wrong one.
   if (procs > 1 && redis === null) fail(bad('procs', `${procs} processes share sessions only through Redis: give --redis too, or --procs 1`));
 
+  const otlpRaw = str('otlp');
+  const otlp = otlpRaw === null || otlpRaw.trim() === 'off' ? null : otlpTracesUrl('otlp', otlpRaw);
+  const otlpSample = parseRatio('otlp-sample', raw['otlp-sample']!);
+
   const authRaw = str('auth');
   if (authRaw !== null && !['none', 'upstream', 'jwt'].includes(authRaw))
     fail(bad('auth', `"${authRaw}" is not one of none, upstream, jwt`));
@@ -368,6 +404,8 @@ function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: num
     eventsBackoffMs: 200,
     eventsBackoffMaxMs: 5_000,
     eventsFlushMs: 5_000,
+    otlp,
+    otlpSample,
   };
 }
 

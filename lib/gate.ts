@@ -38,6 +38,7 @@ import { ClusterSessions } from './cluster/clusterSessions.js';
 import { EventStream } from './cluster/eventStream.js';
 import type { Fence } from './cluster/redisSessions.js';
 import { Sessions, type GateFigures } from './session/sessions.js';
+import type { RequestTracer } from './requestTracer.js';
 import { childTraceparent } from './trace.js';
 import { gotBackendClient, type BackendClient } from './streams/backend.js';
 import { EventQueue } from './streams/events.js';
@@ -90,6 +91,8 @@ export interface GateDeps {
    * value on subscription (a BehaviorSubject): the gate skips that first one, which is `cfg`.
    */
   config$?: Observable<GateConfig>;
+  /** --otlp: the tracer (serve() loads lib/otel/ only then); null or absent = tracing off. */
+  tracer?: RequestTracer | null;
 }
 
 /** Backoff for upstream retries: 50 ms doubling to 1 s (with equal jitter). */
@@ -117,6 +120,11 @@ export class Gate {
   readonly apiKeys: KeyRing;
   readonly jwtSecrets: KeyRing;
   readonly metrics: Metrics;
+  /**
+   * --otlp: spans per REQUEST and per push API call. Null when tracing is off: then the request
+   * path tests this field once per request and runs no tracing code.
+   */
+  readonly tracer: RequestTracer | null;
   /** The session layer: this process's sessions (single node) or the cluster's, in Redis. */
   readonly sessions: Sessions;
   private readonly sampler: LogSampler;
@@ -178,7 +186,9 @@ export class Gate {
     this.limits = { maxFrame: cfg.maxFrame, outboundMax: cfg.outboundMax };
     this.rootLog = deps.logger;
     this.log = deps.logger.child({ gateId: cfg.gateId });
+    const tracer = (this.tracer = deps.tracer ?? null);
     this.metrics = createMetrics(cfg.gateId, {
+      tracing: () => tracer?.stats ?? null,
       sessions: () => this.sessions.counts(),
       queued: () => Math.max(0, this.depth - this.pool.busy),
       busyWorkers: () => this.pool.busy,
@@ -500,8 +510,10 @@ export class Gate {
     // Cluster mode: the cluster-wide window's verdict, asked now in arrival order; the job waits for it in the pool.
     const fence = s.fence;
     const admission = fence !== null && f.seq !== 0 ? this.sessions.admit(s, f.seq) : undefined;
-    if (admission !== undefined && fence !== null) return { session: s, route: f.route, seq: f.seq, body, traceparent: st.traceparent, admission, fence };
-    return { session: s, route: f.route, seq: f.seq, body, traceparent: st.traceparent };
+    // --otlp: the request's span starts at admission, so its queued time is measured too.
+    const trace = this.tracer === null ? null : this.tracer.request(f.route, f.seq, s.sessionId, s.playerId, st.traceparent);
+    if (admission !== undefined && fence !== null) return { session: s, route: f.route, seq: f.seq, body, traceparent: st.traceparent, trace, admission, fence };
+    return { session: s, route: f.route, seq: f.seq, body, traceparent: st.traceparent, trace };
   }
 
   /** @internal */
@@ -573,10 +585,13 @@ export class Gate {
       'idempotency-key': `${s.sessionId}.${j.seq}`,
       'content-type': 'application/octet-stream',
     };
-    const traceparent = childTraceparent(j.traceparent);
+    // Traced (--otlp): sampled, each attempt's span names itself in the header (the trace's rpc
+    // sets it); not sampled, the trace's own traceparent with flag 00 goes upstream.
+    const trace = j.trace;
+    const traceparent = trace === null ? childTraceparent(j.traceparent) : trace.traceparent;
     headers.traceparent = traceparent;
     const t0 = performance.now();
-    return upstreamCall$(rpc, { route: j.route, body: j.body, headers }, this.upstreamCfg, (outcome): Answer => {
+    return upstreamCall$(trace === null ? rpc : trace.upstream(rpc), { route: j.route, body: j.body, headers }, this.upstreamCfg, (outcome): Answer => {
       this.metrics.upstreamTime(outcome.ok ? 'ok' : outcome.code).observe((performance.now() - t0) / 1000);
       this.metrics.upstream(j.route, upstreamResult(outcome));
       if (!outcome.ok)
@@ -592,7 +607,10 @@ export class Gate {
    */
   private deliver(a: Answer): void {
     const job = a.job;
-    this.metrics.countRequest('settled' in a ? a.result : a.outcome.ok ? 'ok' : a.outcome.code.toLowerCase()).inc();
+    const result = 'settled' in a ? a.result : a.outcome.ok ? 'ok' : a.outcome.code.toLowerCase();
+    this.metrics.countRequest(result).inc();
+    // Ended before the answer is written: a client that has its answer finds the span ended.
+    if (job.trace !== null) job.trace.end(result, 'settled' in a || a.outcome.ok ? undefined : a.outcome.message);
     const s = job.session;
     if (--s.unanswered <= this.cfg.playerQueueMax >> 1 && s.pausedLink !== null) {
       s.pausedLink.resume();

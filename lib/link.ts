@@ -7,6 +7,7 @@ import type { Connection } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
 import { FrameType, type Frame } from './frame.js';
 import type { Gate } from './gate.js';
+import type { RequestTrace } from './requestTracer.js';
 import { TokenBucket } from './ops/rateLimit.js';
 import { LinkDeadlines } from './ops/watchLink.js';
 import type { Session } from './session/session.js';
@@ -19,6 +20,8 @@ export interface RequestJob {
   /** Owned copy (the frame's view would pin the receive chunk past this tick). */
   readonly body: Buffer;
   readonly traceparent: string | undefined;
+  /** --otlp: this request's span, started at admission; null when tracing is off. */
+  readonly trace: RequestTrace | null;
   /**
    * Cluster mode: the cluster-wide window's verdict, asked before the job reaches the pool (so
    * jobs keep their order), and the fence it was asked under. A null verdict: Redis was away, and

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BucketHistogram } from './bucketHistogram.js';
 import type { Transport } from './connection.js';
+import type { TracerStats } from './requestTracer.js';
 
 /** Live values read at scrape time, so nothing on the hot path updates a gauge. */
 export interface MetricsSource {
@@ -14,6 +15,8 @@ export interface MetricsSource {
   handshakes?(): { pending: number; refused: number };
   /** Open client connections by transport (none when left out). */
   connections?(): Readonly<Record<Transport, number>>;
+  /** --otlp: the tracer's export counts; null or absent when tracing is off. */
+  tracing?(): TracerStats | null;
 }
 
 /** gate_upstream_duration_seconds' bucket bounds, seconds: the resolution of every upstream percentile the gate reports. */
@@ -34,6 +37,16 @@ export interface MetricCounts {
   readonly slowConsumers: number;
   /** gate_protocol_errors_total, all codes. */
   readonly protocolErrors: number;
+}
+
+/** A counter that catches up with a running total kept elsewhere, at scrape time. */
+function catchUp(total: () => number): (counter: { inc(n: number): void }) => void {
+  let seen = 0; // already added to the counter
+  return (counter) => {
+    const t = total();
+    if (t > seen) counter.inc(t - seen);
+    seen = t;
+  };
 }
 
 /** Small ids for the per-route result label, to key the cached label children. */
@@ -143,6 +156,9 @@ export function createMetrics(gateId: string, src: MetricsSource) {
   const upstreamTally = new Tally();
   let refusedSeen = 0; // refusals already added to gate_connections_refused_total
   let handshakesRefusedSeen = 0;
+  const exportFailures = catchUp(() => src.tracing?.()?.exportFailures ?? 0);
+  const droppedQueueFull = catchUp(() => src.tracing?.()?.droppedQueueFull ?? 0);
+  const droppedExportFailed = catchUp(() => src.tracing?.()?.droppedExportFailed ?? 0);
   new Counter({
     name: 'gate_upstream_requests_total',
     help: 'Upstream /rpc calls by route and result (2xx, 4xx, 5xx, timeout, unavailable)',
@@ -333,6 +349,24 @@ export function createMetrics(gateId: string, src: MetricsSource) {
         protocolErrors: protocolTally.sum(),
       };
     },
+    otlpExportFailures: new Counter({
+      name: 'gate_otlp_export_failures_total',
+      help: 'Span batches the OTLP collector did not accept (--otlp); 0 with tracing off',
+      registers: reg,
+      collect() {
+        exportFailures(this);
+      },
+    }),
+    otlpSpansDropped: new Counter({
+      name: 'gate_otlp_spans_dropped_total',
+      help: 'Sampled spans not exported (--otlp): queue_full (export queue at its bound) or export_failed',
+      labelNames: ['reason'] as const,
+      registers: reg,
+      collect() {
+        droppedQueueFull({ inc: (n) => this.inc({ reason: 'queue_full' }, n) });
+        droppedExportFailed({ inc: (n) => this.inc({ reason: 'export_failed' }, n) });
+      },
+    }),
     /**
      * The exposition text: the gate's metrics always, the process metrics when they can be read,
      * with only their finite samples (see finiteSamples).

@@ -31,6 +31,9 @@ export interface ReloadSource {
   readonly onApplied?: (trigger: ReloadTrigger) => void;
 }
 
+/** How long shutdown waits for the last spans to reach the OTLP collector (--otlp), ms. */
+export const TRACES_FLUSH_MS = 2_000;
+
 export function createLogger(level: string): Logger {
   // Asynchronous: a burst of lines goes out in few writes instead of one write each (pino flushes
   // what is left synchronously on exit).
@@ -58,6 +61,13 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadS
             logger.child({ gateId: cfg.gateId }),
           )
         : null;
+  // --otlp: the OpenTelemetry SDK loads only now, and only then (a gate without it never pays for it).
+  const tracer =
+    deps.tracer !== undefined
+      ? deps.tracer
+      : cfg.otlp !== null
+        ? (await import('./otel/otlpTracer.js')).otlpTracer({ url: cfg.otlp, sample: cfg.otlpSample, gateId: cfg.gateId, log: logger.child({ gateId: cfg.gateId, component: 'otlp' }) })
+        : null;
   let demo: DemoBackend | null = null;
   let effective = cfg;
   if (!cfg.upstream) {
@@ -66,7 +76,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadS
   }
   const source = deps.reloadSource;
   const reloader = source ? new ConfigReloader(source.built, effective, source.read, logger.child({ gateId: cfg.gateId, component: 'config' })) : null;
-  const gate = new Gate(effective, { ...deps, logger, cluster, ...(reloader ? { config$: reloader.config$ } : {}) });
+  const gate = new Gate(effective, { ...deps, logger, cluster, tracer, ...(reloader ? { config$: reloader.config$ } : {}) });
   const reload = (trigger: ReloadTrigger): ReloadResult => {
     if (!reloader) return { ok: false, option: 'config', source: null, message: 'this gate was started without option sources to read again (embedded use): restart it with the new options' };
     const r = reloader.reload(trigger);
@@ -79,6 +89,7 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadS
     api = await startApi(gate, cfg.api, logger.child({ gateId: cfg.gateId, component: 'api' }), { reload });
   } catch (e) {
     await gate.shutdown().catch(() => undefined);
+    await tracer?.shutdown(TRACES_FLUSH_MS);
     await demo?.close();
     throw e;
   }
@@ -112,6 +123,8 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadS
         log.info('shutdown started');
         await gate.shutdown((step) => log.info({ step }, 'shutdown step'), bounds);
         await apiServer.close();
+        // Last, so the spans of the answers and push calls made while draining go too; bounded.
+        if (tracer) log.info({ step: (await tracer.shutdown(TRACES_FLUSH_MS)) ? 'traces flushed' : `traces not flushed within ${TRACES_FLUSH_MS}ms` }, 'shutdown step');
         await demo?.close();
         log.info('shutdown complete');
       })()),

@@ -70,6 +70,9 @@ describe('cli: bad options', { concurrency: 4 }, () => {
     { name: 'GATE_WORKERS=abc', env: { GATE_WORKERS: 'abc' }, names: /--workers\b|GATE_WORKERS/ },
     { name: '--redis ftp://x (not a redis URL)', args: ['--redis', 'ftp://127.0.0.1:6379'], names: /--redis\b/ },
     { name: '--procs 2 without --redis', args: ['--procs', '2'], names: /--procs\b/ },
+    { name: '--otlp not-a-url', args: ['--otlp', 'not-a-url'], names: /--otlp\b/ },
+    { name: '--otlp-sample 2', args: ['--otlp', 'http://127.0.0.1:4318', '--otlp-sample', '2'], names: /--otlp-sample\b/ },
+    { name: 'GATE_OTLP_SAMPLE=often', env: { GATE_OTLP_SAMPLE: 'often' }, names: /--otlp-sample\b.*GATE_OTLP_SAMPLE/ },
   ];
   const argsOf = (t: TestContext, c: (typeof cases)[number]): string[] => {
     const args = ['serve', ...LOOPBACK, ...(c.args ?? [])]; // a later repeat of a flag wins (--api)
@@ -93,7 +96,7 @@ describe('cli: bad options', { concurrency: 4 }, () => {
       assert.match(r.line, c.names);
     });
   }
-  for (const name of ['an unknown flag --nope', 'a --config file with bad JSON', 'GATE_WORKERS=abc']) {
+  for (const name of ['an unknown flag --nope', 'a --config file with bad JSON', 'GATE_WORKERS=abc', '--otlp-sample 2']) {
     const c = cases.find((x) => x.name === name)!;
     it(`should exit 2 with exactly that one stderr line, no stack trace, for ${c.name} (the real CLI)`, async (t) => {
       const args = argsOf(t, c);

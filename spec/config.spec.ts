@@ -81,6 +81,8 @@ describe('config', () => {
       assert.equal(c.redisPrefix, 'gate:');
       assert.equal(c.procs, 1);
       assert.equal(c.logLevel, 'info');
+      assert.equal(c.otlp, null, 'tracing off');
+      assert.equal(c.otlpSample, 0.01);
     });
 
     it('should default --auth to upstream when --upstream is given', () => {
@@ -96,7 +98,7 @@ describe('config', () => {
       assert.equal(new Set(flags).size, flags.length);
       for (const f of ['tcp', 'ws', 'api', 'upstream', 'auth', 'jwt-secret', 'api-key', 'gate-id', 'heartbeat', 'idle-timeout',
         'hello-timeout', 'max-frame', 'workers', 'player-concurrency', 'queue-max', 'upstream-timeout', 'upstream-retries',
-        'buffer-max', 'outbound-max', 'request-window', 'max-connections', 'tls-cert', 'tls-key', 'redis', 'redis-prefix', 'procs', 'log-level'])
+        'buffer-max', 'outbound-max', 'request-window', 'max-connections', 'tls-cert', 'tls-key', 'redis', 'redis-prefix', 'procs', 'log-level', 'otlp', 'otlp-sample'])
         assert.ok(flags.includes(f), `missing option --${f}`);
     });
   });
@@ -226,6 +228,13 @@ describe('config', () => {
       ['procs', '1000'],
       ['procs', '2'], // without --redis
       ['log-level', 'loud'],
+      ['otlp', 'not-a-url'],
+      ['otlp', 'ftp://collector:4318'],
+      ['otlp', 'http://collector:4318/?x=1'],
+      ['otlp-sample', '2'],
+      ['otlp-sample', '-0.1'],
+      ['otlp-sample', 'often'],
+      ['otlp-sample', '1%'],
       ['tls-cert', '/nonexistent/cert.pem'],
     ];
     for (const [option, value] of cases)
@@ -234,6 +243,18 @@ describe('config', () => {
         if (option === 'tls-cert') flags['tls-key'] = '/nonexistent/key.pem';
         assertConfigError(() => build(flags), option);
       });
+
+    it('should take --otlp as a collector base URL, appending /v1/traces unless the path ends in it, and --otlp-sample 0..1', () => {
+      assert.equal(build({ otlp: 'http://127.0.0.1:4318' }).otlp, 'http://127.0.0.1:4318/v1/traces');
+      assert.equal(build({ otlp: 'https://otel.example/' }).otlp, 'https://otel.example/v1/traces');
+      assert.equal(build({ otlp: 'http://gw:8080/otlp' }).otlp, 'http://gw:8080/otlp/v1/traces');
+      assert.equal(build({ otlp: 'http://c:4318/v1/traces' }).otlp, 'http://c:4318/v1/traces');
+      assert.equal(build({ otlp: 'http://c:4318/v1/traces/' }).otlp, 'http://c:4318/v1/traces');
+      assert.equal(build({ otlp: 'off' }).otlp, null);
+      assert.equal(build({}, readEnv({ GATE_OTLP: 'http://c:4318' })).otlp, 'http://c:4318/v1/traces');
+      assert.equal(build({}, {}, readConfigFile(configFile({ otlp: 'http://f:4318', otlpSample: 0.5 }))).otlpSample, 0.5);
+      for (const [raw, want] of [['0', 0], ['1', 1], ['0.25', 0.25], ['.5', 0.5]] as const) assert.equal(build({ 'otlp-sample': raw }).otlpSample, want);
+    });
 
     it('should keep the message on one line when the bad value holds a line break', () => {
       assertConfigError(() => build({ heartbeat: '1\n5s' }), 'heartbeat');

@@ -5,6 +5,7 @@ import type { Observable } from 'rxjs';
 import type { HostPort } from '../config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gate } from '../gate.js';
+import type { ApiSpanName, ApiTrace } from '../requestTracer.js';
 import type { PushResult } from '../session/sessions.js';
 import { dashboardRoutes, MAX_STATS_STREAMS } from './dashboard.js';
 import { formatAddress } from './listeners.js';
@@ -85,6 +86,19 @@ export interface ApiOptions {
   maxStatsStreams?: number;
 }
 
+/** Deliveries of a set of push results: sent now, buffered for a detached session, no such player. */
+function deliveries(results: readonly (PushResult | null)[]): [sent: number, buffered: number, missing: number] {
+  let sent = 0;
+  let buffered = 0;
+  let missing = 0;
+  for (const r of results) {
+    if (!r) missing++;
+    else if (r.status === 'sent') sent++;
+    else buffered++;
+  }
+  return [sent, buffered, missing];
+}
+
 export interface ApiServer {
   readonly address: string;
   close(): Promise<void>;
@@ -150,54 +164,108 @@ export async function startApi(gate: Gate, at: HostPort, logger: Logger, opts: A
     return req.body;
   };
 
-  app.post('/v1/push', async (req, reply) => {
-    const p = parsePush(body(req), '', maxFrame);
-    const r = await gate.sessions.push(p.playerId, p.route, p.body, p.id);
-    if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
-    return r;
-  });
-
-  app.post('/v1/push/batch', async (req) => {
-    const b = body(req);
-    if (!Array.isArray(b.messages)) throw badRequest('messages must be an array');
-    if (b.messages.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} messages per batch`);
-    // Validate all first: a malformed batch delivers nothing, so a retry cannot duplicate.
-    const pushes = b.messages.map((m, i) => parsePush(m, `messages[${i}]: `, maxFrame));
-    // In cluster mode the pushes of one batch go to Redis in one pipeline (auto-pipelining), in order.
-    const results = await gate.sessions.pushMany(pushes);
-    return { results: results.map((r) => r ?? { error: 'player_not_found' }) };
-  });
-
-  app.post('/v1/broadcast', async (req) => {
-    const b = body(req);
-    const route = parseRoute(b.route, '');
-    const payload = parseBody(b, '', maxFrame);
-    let sent = 0;
-    let buffered = 0;
-    let missing = 0;
-    const count = (r: PushResult | null): void => {
-      if (!r) missing++;
-      else if (r.status === 'sent') sent++;
-      else buffered++;
+  const tracer = gate.tracer;
+  /**
+   * A push API handler, inside its span when tracing (--otlp) is on: the span's parent is the
+   * caller's `traceparent` header if it sent one, and a handler that throws (a 4xx or 5xx answer)
+   * ends it as an error. With tracing off the handler runs as it is, with `span` null.
+   */
+  const withSpan = (name: ApiSpanName, handler: (req: FastifyRequest, reply: FastifyReply, span: ApiTrace | null) => Promise<unknown>) => {
+    if (tracer === null) return (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => handler(req, reply, null);
+    return async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+      const tp = req.headers.traceparent;
+      const span = tracer.api(name, typeof tp === 'string' ? tp : undefined);
+      let r: unknown;
+      try {
+        r = await handler(req, reply, span);
+      } catch (e) {
+        span.end(e);
+        throw e;
+      }
+      span.end();
+      return r;
     };
-    if (b.playerIds === undefined) {
-      await gate.sessions.broadcast(route, payload, count);
-    } else {
-      if (!Array.isArray(b.playerIds)) throw badRequest('playerIds must be an array of strings');
-      if (b.playerIds.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} playerIds per broadcast`);
-      const ids = b.playerIds.map((id, i) => parsePlayerId(id, `playerIds[${i}]: `));
-      for (const r of await gate.sessions.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) count(r);
-    }
-    return { sent, buffered, missing };
-  });
+  };
 
-  app.post('/v1/kick', async (req, reply) => {
-    const b = body(req);
-    const playerId = parsePlayerId(b.playerId, '');
-    if (b.reason !== undefined && typeof b.reason !== 'string') throw badRequest('reason must be a string');
-    if (!(await gate.sessions.kick(playerId, b.reason))) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
-    return { kicked: true };
-  });
+  app.post(
+    '/v1/push',
+    withSpan('gate.push', async (req, reply, span) => {
+      const p = parsePush(body(req), '', maxFrame);
+      const r = await gate.sessions.push(p.playerId, p.route, p.body, p.id);
+      if (span) {
+        span.set('gate.player_id', p.playerId);
+        span.set('gate.route', p.route);
+        span.deliveries(...deliveries([r]));
+      }
+      if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
+      return r;
+    }),
+  );
+
+  app.post(
+    '/v1/push/batch',
+    withSpan('gate.push.batch', async (req, _reply, span) => {
+      const b = body(req);
+      if (!Array.isArray(b.messages)) throw badRequest('messages must be an array');
+      if (b.messages.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} messages per batch`);
+      // Validate all first: a malformed batch delivers nothing, so a retry cannot duplicate.
+      const pushes = b.messages.map((m, i) => parsePush(m, `messages[${i}]: `, maxFrame));
+      // In cluster mode the pushes of one batch go to Redis in one pipeline (auto-pipelining), in order.
+      const results = await gate.sessions.pushMany(pushes);
+      if (span) {
+        span.set('gate.messages', pushes.length);
+        span.deliveries(...deliveries(results));
+      }
+      return { results: results.map((r) => r ?? { error: 'player_not_found' }) };
+    }),
+  );
+
+  app.post(
+    '/v1/broadcast',
+    withSpan('gate.broadcast', async (req, _reply, span) => {
+      const b = body(req);
+      const route = parseRoute(b.route, '');
+      const payload = parseBody(b, '', maxFrame);
+      let sent = 0;
+      let buffered = 0;
+      let missing = 0;
+      const count = (r: PushResult | null): void => {
+        if (!r) missing++;
+        else if (r.status === 'sent') sent++;
+        else buffered++;
+      };
+      if (b.playerIds === undefined) {
+        await gate.sessions.broadcast(route, payload, count);
+      } else {
+        if (!Array.isArray(b.playerIds)) throw badRequest('playerIds must be an array of strings');
+        if (b.playerIds.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} playerIds per broadcast`);
+        const ids = b.playerIds.map((id, i) => parsePlayerId(id, `playerIds[${i}]: `));
+        for (const r of await gate.sessions.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) count(r);
+      }
+      if (span) {
+        span.set('gate.route', route);
+        span.deliveries(sent, buffered, missing);
+      }
+      return { sent, buffered, missing };
+    }),
+  );
+
+  app.post(
+    '/v1/kick',
+    withSpan('gate.kick', async (req, reply, span) => {
+      const b = body(req);
+      const playerId = parsePlayerId(b.playerId, '');
+      if (b.reason !== undefined && typeof b.reason !== 'string') throw badRequest('reason must be a string');
+      const kicked = await gate.sessions.kick(playerId, b.reason);
+      if (span) {
+        span.set('gate.player_id', playerId);
+        span.set('gate.kicked', kicked);
+        span.deliveries(kicked ? 1 : 0, 0, kicked ? 0 : 1);
+      }
+      if (!kicked) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${playerId}` });
+      return { kicked: true };
+    }),
+  );
 
   app.get<{ Params: { playerId: string } }>('/v1/players/:playerId', async (req, reply) => {
     const info = await gate.sessions.findPlayer(req.params.playerId);

@@ -1,0 +1,142 @@
+// --otlp: the gate's RequestTracer on the OpenTelemetry SDK, exporting OTLP/HTTP (JSON). Loaded
+// by serve() with a dynamic import only when --otlp is set, so a gate without it never loads
+// the SDK.
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace as otelTrace, type Context, type Span } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler, type IdGenerator } from '@opentelemetry/sdk-trace-base';
+import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import type { Logger } from 'pino';
+import type { ApiSpanName, ApiTrace, RequestTrace, RequestTracer } from '../requestTracer.js';
+import { formatTraceparent, parseTraceparent, randomHex } from '../trace.js';
+import { BoundedExport } from './boundedExport.js';
+import { SampledRequest, UnsampledRequest } from './requestSpans.js';
+
+export interface OtlpTracerConfig {
+  /** The traces endpoint (`…/v1/traces`, as config.ts normalised --otlp). */
+  url: string;
+  /** --otlp-sample: the share of root traces sampled (no client traceparent). */
+  sample: number;
+  /** service.instance.id */
+  gateId: string;
+  log: Logger;
+}
+
+/** Ended spans waiting for export, at most (the SDK's default); past it spans are dropped and counted. */
+export const OTLP_MAX_QUEUE = 2048;
+/** Spans per export call. */
+export const OTLP_BATCH = 512;
+/** How long a partial batch waits, ms. */
+export const OTLP_DELAY_MS = 2_000;
+/** One export call, retries included, ms: a collector that does not answer costs this, not a hang. */
+export const OTLP_EXPORT_TIMEOUT_MS = 5_000;
+/** At most one log line about failed exports per this long, ms (the rest are counted). */
+const FAILURE_LOG_EVERY_MS = 30_000;
+
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/**
+ * Trace and span ids sliced from the pooled CSPRNG hex the gate already uses for traceparents: the
+ * SDK's own generator formats a buffer to hex for every id, a visible share of a traced gate's
+ * CPU per request. An all-zero id (invalid in W3C; odds 2^-64) is drawn again.
+ */
+const poolIds: IdGenerator = {
+  generateTraceId(): string {
+    const id = randomHex(16);
+    return id === ZERO_TRACE ? randomHex(16) : id;
+  },
+  generateSpanId(): string {
+    const id = randomHex(8);
+    return id === ZERO_SPAN ? randomHex(8) : id;
+  },
+};
+
+/** The push API span when it is not sampled: nothing to record. */
+const UNSAMPLED_API: ApiTrace = { deliveries: () => undefined, set: () => undefined, end: () => undefined };
+
+class ApiSpan implements ApiTrace {
+  constructor(private readonly span: Span) {}
+  deliveries(sent: number, buffered: number, missing: number): void {
+    this.span.setAttributes({ 'gate.sent': sent, 'gate.buffered': buffered, 'gate.missing': missing });
+  }
+  set(key: string, value: string | number | boolean): void {
+    this.span.setAttribute(key, value);
+  }
+  end(err?: unknown): void {
+    if (err !== undefined) this.span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : 'failed' });
+    this.span.end();
+  }
+}
+
+/** The context a W3C traceparent names (a remote parent), or the root when there is none or it is malformed. */
+function parentContext(traceparent: string | undefined): Context {
+  const p = parseTraceparent(traceparent);
+  if (p === null) return ROOT_CONTEXT;
+  return otelTrace.setSpanContext(ROOT_CONTEXT, { traceId: p.traceId, spanId: p.spanId, traceFlags: p.sampled ? 1 : 0, isRemote: true });
+}
+
+/**
+ * A tracer exporting to an OTLP/HTTP collector: parent-based sampling (a client's sampled flag
+ * decides; without a parent, `sample` of the traces), resource `service.name=gate`,
+ * `service.instance.id=<gateId>`. Export is bounded (BoundedExport) and never throws into the
+ * gate: failures are counted and logged at most once per FAILURE_LOG_EVERY_MS.
+ */
+export function otlpTracer(cfg: OtlpTracerConfig): RequestTracer {
+  let lastLog = -Infinity; // Date.now() of the last failure line
+  let unlogged = 0; // failed exports since that line
+  const processor = new BoundedExport(new OTLPTraceExporter({ url: cfg.url, timeoutMillis: OTLP_EXPORT_TIMEOUT_MS }), {
+    maxQueueSize: OTLP_MAX_QUEUE,
+    maxExportBatchSize: OTLP_BATCH,
+    scheduledDelayMillis: OTLP_DELAY_MS,
+    exportTimeoutMillis: OTLP_EXPORT_TIMEOUT_MS + 1_000,
+    onFailure: (err, spans) => {
+      unlogged++;
+      const now = Date.now();
+      if (now - lastLog < FAILURE_LOG_EVERY_MS) return;
+      cfg.log.warn(
+        { err: err?.message ?? 'export failed', url: cfg.url, failures: unlogged, lost: spans, failuresTotal: processor.exportFailures, droppedQueueFull: processor.droppedQueueFull },
+        'OTLP span export failed; spans dropped (gate_otlp_export_failures_total)',
+      );
+      lastLog = now;
+      unlogged = 0;
+    },
+  });
+  const provider = new BasicTracerProvider({
+    resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'gate', [ATTR_SERVICE_INSTANCE_ID]: cfg.gateId })),
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(cfg.sample) }),
+    spanProcessors: [processor],
+    idGenerator: poolIds,
+  });
+  const tracer = provider.getTracer('gate');
+  let stopping: Promise<boolean> | null = null;
+
+  return {
+    stats: processor,
+    request(route, seq, sessionId, playerId, parent): RequestTrace {
+      const ctx = parentContext(parent);
+      const span = tracer.startSpan('gate.request', { kind: SpanKind.SERVER }, ctx);
+      const sc = span.spanContext();
+      // Not sampled: no attributes, no children; the backend still gets this trace id, flag 00.
+      if (!span.isRecording()) return new UnsampledRequest(formatTraceparent(sc.traceId, sc.spanId, false));
+      span.setAttributes({ 'gate.route': route, 'gate.seq': seq, 'gate.session_id': sessionId, 'gate.player_id': playerId });
+      return new SampledRequest(tracer, span, ctx, performance.now());
+    },
+    api(name: ApiSpanName, parent: string | undefined): ApiTrace {
+      const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parentContext(parent));
+      return span.isRecording() ? new ApiSpan(span) : UNSAMPLED_API;
+    },
+    flush: () => provider.forceFlush({ timeoutMillis: OTLP_EXPORT_TIMEOUT_MS + 1_000 }),
+    shutdown(ms: number): Promise<boolean> {
+      return (stopping ??= new Promise<boolean>((resolve) => {
+        // A collector that is down or silent must not hold the shutdown: give up after `ms`.
+        const timer = setTimeout(() => resolve(false), ms);
+        timer.unref();
+        provider.shutdown().then(
+          () => resolve(true),
+          () => resolve(false),
+        ).finally(() => clearTimeout(timer));
+      }));
+    },
+  };
+}
