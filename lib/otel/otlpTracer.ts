@@ -4,11 +4,11 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace as otelTrace, type Context, type Span } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler, type IdGenerator } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOnSampler, BasicTracerProvider, ParentBasedSampler, type IdGenerator } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { ApiSpanName, ApiTrace, RequestTrace, RequestTracer } from '../requestTracer.js';
-import { formatTraceparent, parseTraceparent, randomHex } from '../trace.js';
+import { childTraceparent, formatTraceparent, parseTraceparent, randomHex } from '../trace.js';
 import { BoundedExport } from './boundedExport.js';
 import { SampledRequest, UnsampledRequest } from './requestSpans.js';
 
@@ -70,11 +70,23 @@ class ApiSpan implements ApiTrace {
 }
 
 /** The context a W3C traceparent names (a remote parent), or the root when there is none or it is malformed. */
-function parentContext(traceparent: string | undefined): Context {
+/**
+ * The parent context of a span to record, or null when the trace is not sampled. Decided here,
+ * before the SDK: at `--otlp-sample 0.01` ninety-nine requests in a hundred cost one random draw
+ * (and the header the backend gets) instead of a non-recording span, its ids and a context
+ * (measured: 14 µs a request more than tracing off through the SDK's sampler). The SDK's sampler
+ * then only sees spans to record (AlwaysOn under ParentBased: a parent's flag is honoured as before).
+ */
+function sampledParent(traceparent: string | undefined, sample: number): Context | null {
   const p = parseTraceparent(traceparent);
-  if (p === null) return ROOT_CONTEXT;
-  return otelTrace.setSpanContext(ROOT_CONTEXT, { traceId: p.traceId, spanId: p.spanId, traceFlags: p.sampled ? 1 : 0, isRemote: true });
+  if (p === null) return Math.random() < sample ? ROOT_CONTEXT : null;
+  if (!p.sampled) return null;
+  return otelTrace.setSpanContext(ROOT_CONTEXT, { traceId: p.traceId, spanId: p.spanId, traceFlags: 1, isRemote: true });
 }
+
+/** The header an unsampled request's upstream calls carry: the client's trace continued, or a new one, flag 00. */
+const unsampledTraceparent = (parent: string | undefined): string =>
+  parseTraceparent(parent) !== null ? childTraceparent(parent) : formatTraceparent(randomHex(16), randomHex(8), false);
 
 /**
  * A tracer exporting to an OTLP/HTTP collector: parent-based sampling (a client's sampled flag
@@ -104,7 +116,7 @@ export function otlpTracer(cfg: OtlpTracerConfig): RequestTracer {
   });
   const provider = new BasicTracerProvider({
     resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'gate', [ATTR_SERVICE_INSTANCE_ID]: cfg.gateId })),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(cfg.sample) }),
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors: [processor],
     idGenerator: poolIds,
   });
@@ -114,17 +126,17 @@ export function otlpTracer(cfg: OtlpTracerConfig): RequestTracer {
   return {
     stats: processor,
     request(route, seq, sessionId, playerId, parent): RequestTrace {
-      const ctx = parentContext(parent);
+      const ctx = sampledParent(parent, cfg.sample);
+      // Not sampled: no span, no attributes, no children; the backend still gets a trace id, flag 00.
+      if (ctx === null) return new UnsampledRequest(unsampledTraceparent(parent));
       const span = tracer.startSpan('gate.request', { kind: SpanKind.SERVER }, ctx);
-      const sc = span.spanContext();
-      // Not sampled: no attributes, no children; the backend still gets this trace id, flag 00.
-      if (!span.isRecording()) return new UnsampledRequest(formatTraceparent(sc.traceId, sc.spanId, false));
       span.setAttributes({ 'gate.route': route, 'gate.seq': seq, 'gate.session_id': sessionId, 'gate.player_id': playerId });
       return new SampledRequest(tracer, span, ctx, performance.now());
     },
     api(name: ApiSpanName, parent: string | undefined): ApiTrace {
-      const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parentContext(parent));
-      return span.isRecording() ? new ApiSpan(span) : UNSAMPLED_API;
+      const ctx = sampledParent(parent, cfg.sample);
+      if (ctx === null) return UNSAMPLED_API;
+      return new ApiSpan(tracer.startSpan(name, { kind: SpanKind.SERVER }, ctx));
     },
     flush: () => provider.forceFlush({ timeoutMillis: OTLP_EXPORT_TIMEOUT_MS + 1_000 }),
     shutdown(ms: number): Promise<boolean> {
