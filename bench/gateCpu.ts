@@ -2,6 +2,8 @@
 // answers on the next turn of the event loop. It isolates the gate's own JS cost (frame
 // dispatch, request pool, upstream chain, delivery) from syscalls, for profiling:
 //   node [--cpu-prof] dist/bench/gateCpu.js [requests=300000] [players=100] [inflight=16]
+// With OTLP=<collector url> (e.g. bench/otlpSink.ts) and OTLP_SAMPLE=<ratio> the gate traces
+// as with --otlp, to measure what tracing costs per request.
 import pino from 'pino';
 import { Subject } from 'rxjs';
 import { testConfig } from '../lib/config.js';
@@ -47,11 +49,17 @@ const rpc: RpcClient = {
 };
 
 const links$ = new Subject<Connection>();
+const logger = pino({ level: 'silent' });
+const otlp = process.env.OTLP;
+const tracer = otlp
+  ? (await import('../lib/otel/otlpTracer.js')).otlpTracer({ url: `${otlp}/v1/traces`, sample: Number(process.env.OTLP_SAMPLE ?? '0.01'), gateId: 'bench', log: logger })
+  : null;
 const gate = new Gate(testConfig({ tcp: null, ws: null, auth: 'none', upstream: 'http://127.0.0.1:1' }), {
-  logger: pino({ level: 'silent' }),
+  logger,
   rpc,
   backend: null,
   connections$: links$,
+  tracer,
 });
 await gate.start();
 
@@ -91,4 +99,5 @@ const cpu = process.cpuUsage(c0);
 const wall = Number(process.hrtime.bigint() - t0) / 1e3;
 process.stdout.write(`${N} requests: ${(wall / N).toFixed(2)} µs wall, ${((cpu.user + cpu.system) / N).toFixed(2)} µs CPU per request\n`);
 await gate.shutdown();
+await tracer?.shutdown(2_000);
 process.exit(0);
