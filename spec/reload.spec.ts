@@ -185,6 +185,60 @@ describe('reload: live options through SIGHUP and the API', () => {
     await c.close();
   });
 
+  it("should run a player's queued requests at once when --player-concurrency is raised", async () => {
+    set({ rateLimit: 'off' }); // three REQUESTs at once would be refused past 1/s
+    assert.deepEqual((await r.hup()).applied, ['rate-limit']);
+    const c = await login(r.tcpPort, 'pc-1');
+    const before = held.length;
+    for (const seq of [1, 2, 3]) c.request(5, seq, {});
+    await waitForStats(r, (s) => s.inflight === 1 && s.queued === 2, "one of the player's three requests running, two waiting for its turn");
+    assert.equal(held.length, before + 1);
+    set({ playerConcurrency: 3 });
+    assert.deepEqual((await r.hup()).applied, ['player-concurrency']);
+    await waitFor('all three at the backend at once', () => held.length === before + 3, WAIT_MS);
+    for (const h of held.splice(0)) h({ status: 200, body: Buffer.from('ok') });
+    for (const seq of [1, 2, 3]) assert.equal(errorCode(await answer(c, seq)), 'RESPONSE');
+    set({ playerConcurrency: 1, rateLimit: '1/s' });
+    assert.deepEqual((await r.hup()).applied, ['player-concurrency', 'rate-limit']);
+    await c.close();
+  });
+
+  it('should trim kept pushes to a lowered --buffer-max at once', async () => {
+    const c = await login(r.tcpPort, 'buf-1'); // never ACKs: every push stays kept
+    for (let i = 0; i < 5; i++) assert.equal((await r.call('POST', '/v1/push', 'key-one', { playerId: 'buf-1', route: 3, data: { i } })).status, 200);
+    const kept = async (): Promise<number> => ((await r.call('GET', '/v1/players/buf-1', 'key-one')).body as { buffered: number }).buffered;
+    assert.equal(await kept(), 5);
+    set({ bufferMax: 2 });
+    assert.deepEqual((await r.hup()).applied, ['buffer-max']);
+    assert.equal(await kept(), 2);
+    set({ bufferMax: 1000 });
+    await r.hup();
+    await c.close();
+  });
+
+  it('should refuse connections past a lowered --max-connections and close new links by a shorter --hello-timeout', async () => {
+    const open = ((await r.call('GET', '/v1/stats', 'key-one')).body as { connections: number }).connections;
+    const keep = await login(r.tcpPort, 'mc-1');
+    set({ maxConnections: open + 1, helloTimeout: '300ms' });
+    assert.deepEqual((await r.hup()).applied, ['hello-timeout', 'max-connections']);
+    // Past the bound: accepted by the kernel, closed at once by the gate, nothing sent.
+    const refused = await connectTcp(r.tcpPort);
+    const gone = await refused.next(undefined, WAIT_MS).then(
+      (f) => `a frame: ${f.type}`,
+      (e: Error) => e.message,
+    );
+    assert.match(gone, /closed/, 'the connection past --max-connections was closed without a frame');
+    set({ maxConnections: 100000 });
+    assert.deepEqual((await r.hup()).applied, ['max-connections']);
+    // A link that sends no HELLO: BYE hello_timeout by the new bound (the old one was 10 s).
+    const silent = await connectTcp(r.tcpPort);
+    const bye = await silent.next((f) => f.type === FrameType.BYE, WAIT_MS);
+    assert.equal((json(bye) as ByeBody).code, 'hello_timeout');
+    set({ helloTimeout: '10s' });
+    await r.hup();
+    await Promise.all([keep.close(), refused.destroy(), silent.destroy()]);
+  });
+
   it('should roll --api-key with the previous key accepted for --key-grace, and not after', async () => {
     set({ apiKey: 'key-two' });
     const reloaded = await r.call('POST', '/v1/admin/reload', 'key-one');
