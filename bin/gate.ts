@@ -3,7 +3,8 @@ import { optionLayers, serveOptions } from '../lib/cli/serveOptions.js';
 import type { GateConfig } from '../lib/config.js';
 import { isGatewayError } from '../lib/errors.js';
 import { onParentGone } from '../lib/parentWatch.js';
-import { workerIndex } from '../lib/procs.js';
+import { workerIndex, type Primary } from '../lib/procs.js';
+import type { RunningGate } from '../lib/serve.js';
 
 const USAGE = `usage:
   gate serve [options]          run a gate (gate serve --help lists the options)
@@ -31,9 +32,16 @@ async function serveCommand(argv: string[]): Promise<void> {
   if (cfg.procs > 1 && worker === null) return primaryCommand(cfg, argv);
   if (worker !== null) cfg = { ...cfg, procs: 1, gateId: `${cfg.gateId}.${worker}` };
   // Signals during start-up are remembered and honoured once the gate is up (shutdown needs it started).
+  let running: RunningGate | null = null;
+  // A reload re-reads the config file and the environment (flags stay as given); one during
+  // start-up waits for it. Listened for first: SIGHUP's default action would end the process.
+  let reloadPending = false;
+  process.on('SIGHUP', () => {
+    if (running) running.reload('SIGHUP');
+    else reloadPending = true;
+  });
   // Loaded once the options are valid: a bad option is refused without loading the gate (fastify, got, ws…).
   const { serve } = await import('../lib/serve.js');
-  let running: Awaited<ReturnType<typeof serve>> | null = null;
   let signals = 0;
   let parentGone = false;
   const stop = (sig: string): void => {
@@ -47,12 +55,6 @@ async function serveCommand(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // A reload re-reads the config file and the environment (flags stay as given); one during start-up waits for it.
-  let reloadPending = false;
-  process.on('SIGHUP', () => {
-    if (running) running.reload('SIGHUP');
-    else reloadPending = true;
-  });
   // Started by a benchmark or a test with an IPC channel: when that parent dies, shut down as on SIGTERM.
   onParentGone(() => {
     parentGone = true;
@@ -80,7 +82,11 @@ async function primaryCommand(cfg: GateConfig, argv: string[]): Promise<void> {
   const { default: pino } = await import('pino');
   const { startPrimary } = await import('../lib/procs.js');
   const log = pino({ level: cfg.logLevel, base: { pid: process.pid } }).child({ gateId: cfg.gateId, component: 'primary' });
-  const primary = await startPrimary(cfg, argv, log);
+  // Each worker reads the options again itself (and logs what it applied or why it refused). A
+  // SIGHUP before the workers are forked needs nothing: they read the options as they start.
+  let started: Primary | null = null;
+  process.on('SIGHUP', () => started?.reload(null));
+  const primary = (started = await startPrimary(cfg, argv, log));
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) die(1, `gate serve: second ${why} during shutdown; exiting now`);
@@ -93,8 +99,6 @@ async function primaryCommand(cfg: GateConfig, argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // Each worker reads the options again itself (and logs what it applied or why it refused).
-  process.on('SIGHUP', () => primary.reload(null));
   onParentGone(() => stop('parent gone'));
   await primary.listening;
 }
