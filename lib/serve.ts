@@ -69,14 +69,17 @@ export async function serve(cfg: GateConfig, deps: Partial<GateDeps> & { reloadS
         ? (await import('./otel/otlpTracer.js')).otlpTracer({ url: cfg.otlp, sample: cfg.otlpSample, gateId: cfg.gateId, log: logger.child({ gateId: cfg.gateId, component: 'otlp' }) })
         : null;
   let demo: DemoBackend | null = null;
+  let keys: Gate['apiKeys'] | null = null; // the gate's, once it exists
   let effective = cfg;
   if (!cfg.upstream) {
-    demo = await startDemoBackend({ host: '127.0.0.1', port: 0, apiKey: cfg.apiKey, logger: logger.child({ component: 'demo-backend' }) });
+    // The key asked at each push: a reload that rolls --api-key reaches the embedded backend too.
+    demo = await startDemoBackend({ host: '127.0.0.1', port: 0, apiKey: () => keys?.value ?? cfg.apiKey, logger: logger.child({ component: 'demo-backend' }) });
     effective = { ...cfg, upstream: demo.url };
   }
   const source = deps.reloadSource;
   const reloader = source ? new ConfigReloader(source.built, effective, source.read, logger.child({ gateId: cfg.gateId, component: 'config' })) : null;
   const gate = new Gate(effective, { ...deps, logger, cluster, tracer, ...(reloader ? { config$: reloader.config$ } : {}) });
+  keys = gate.apiKeys;
   const reload = (trigger: ReloadTrigger): ReloadResult => {
     if (!reloader) return { ok: false, option: 'config', source: null, message: 'this gate was started without option sources to read again (embedded use): restart it with the new options' };
     const r = reloader.reload(trigger);

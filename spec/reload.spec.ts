@@ -286,6 +286,30 @@ describe('reload: live options through SIGHUP and the API', () => {
   });
 });
 
+describe('reload: the embedded demo backend follows a rolled --api-key', () => {
+  let r: Running | undefined;
+  after(() => stop(r));
+
+  it('should keep delivering the demo game\'s pushes after the key changes with no grace', async () => {
+    r = await startRunning([], { apiKey: 'demo-one' });
+    const c = await login(r.tcpPort, 'demo-player');
+    const chat = async (seq: number): Promise<void> => {
+      c.request(2, seq, { text: `hi ${seq}` });
+      await answer(c, seq);
+      const p = await c.next((f) => f.type === FrameType.PUSH && f.route === 102, WAIT_MS);
+      assert.match(p.body.toString('utf8'), new RegExp(`hi ${seq}`));
+    };
+    c.request(1, 1, { room: 'lobby' });
+    assert.equal(errorCode(await answer(c, 1)), 'RESPONSE');
+    await chat(2);
+    r.write({ apiKey: 'demo-two', keyGrace: '0' });
+    assert.deepEqual((await r.hup()).applied, ['api-key', 'key-grace']);
+    assert.equal((await r.call('GET', '/v1/stats', 'demo-one')).status, 401, 'the old key is refused at once');
+    await chat(3); // the demo backend pushed with the new key
+    await c.close();
+  });
+});
+
 describe('reload: --tls-cert and --tls-key rotate for new handshakes', () => {
   let a: TestCert;
   let b: TestCert;

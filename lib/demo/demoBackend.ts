@@ -14,7 +14,7 @@ import { DemoGame, type Push, type Reply } from './game.js';
 export interface DemoBackendOptions {
   /** Default 127.0.0.1. */ host?: string;
   /** Default 0 (any free port; read the real one from `url`). */ port?: number;
-  /** Bearer key for the gates' push API, when they require one. */ apiKey?: string | null;
+  /** Bearer key for the gates' push API, when they require one; a function is asked at each push (a reload may roll the key). */ apiKey?: string | null | (() => string | null);
   /** Push failures and handler bugs are logged here; silent without it. */ logger?: pino.Logger;
 }
 
@@ -71,7 +71,7 @@ class GatePusher {
     readonly api: string,
     private readonly url: string,
     private readonly agent: Agent,
-    private readonly apiKey: string | null,
+    private readonly apiKey: () => string | null,
     private readonly log: Logger | undefined,
   ) {}
 
@@ -103,7 +103,8 @@ class GatePusher {
   /** Never rejects: a failed push is logged and the queue moves on. */
   private async post(messages: PushMessage[]): Promise<void> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (this.apiKey) headers['authorization'] = `Bearer ${this.apiKey}`;
+    const key = this.apiKey();
+    if (key) headers['authorization'] = `Bearer ${key}`;
     try {
       const res = await request(this.url, {
         method: 'POST',
@@ -186,7 +187,9 @@ function sendReply(res: ServerResponse, reply: Reply): void {
 
 /** Starts the demo backend; resolves once it listens. */
 export async function startDemoBackend(opts: DemoBackendOptions = {}): Promise<DemoBackend> {
-  const { host = '127.0.0.1', port = 0, apiKey = null, logger: log } = opts;
+  const { host = '127.0.0.1', port = 0, logger: log } = opts;
+  const given = opts.apiKey ?? null;
+  const apiKey = typeof given === 'function' ? given : () => given;
   const game = new DemoGame();
   const agent = new Agent({ keepAliveTimeout: 30_000, connections: 4 }); // per gate origin; pushes are serialised anyway
   const gates = new Map<string, GatePusher>(); // gateId → its pusher; one entry per registered gate
