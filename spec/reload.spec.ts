@@ -10,7 +10,8 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { FrameType, encodeFrame, type Frame } from '../lib/frame.js';
+import WebSocket from 'ws';
+import { FrameType, encodeFrame, parseFrame, type Frame } from '../lib/frame.js';
 import { FrameDecoder } from '../lib/frameDecoder.js';
 import { makeSelfSignedCert, type TestCert } from './helpers/certs.js';
 import { defaultHandler, startFakeBackend, type FakeBackend, type FakeReply } from './helpers/fakeBackend.js';
@@ -26,6 +27,8 @@ interface Running {
   readonly dir: string;
   readonly file: string;
   tcpPort: number;
+  /** The WS listener's port; 0 when it is off (the default here). */
+  wsPort: number;
   apiUrl: string;
   write(options: Record<string, unknown>): void;
   /** SIGHUP, then the outcome's log line (the next `config reloaded*` or `config reload refused`). */
@@ -56,6 +59,7 @@ async function startRunning(args: string[], options: Record<string, unknown>): P
     dir,
     file,
     tcpPort: portOf(listening.tcp),
+    wsPort: listening.ws ? portOf(listening.ws) : 0,
     apiUrl: `http://${String(listening.api)}`,
     write,
     async hup() {
@@ -335,6 +339,17 @@ describe('reload: --tls-cert and --tls-key rotate for new handshakes', () => {
         resolve(s);
       });
     });
+  /** wss trusting only `ca`: resolves once the upgrade is done (the certificate verified), rejects otherwise. */
+  const wssTo = (port: number, ca: Buffer): Promise<WebSocket> =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/`, { ca });
+      ws.once('error', reject);
+      ws.once('open', () => {
+        ws.off('error', reject);
+        ws.on('error', () => undefined);
+        resolve(ws);
+      });
+    });
   /** One PING, one PONG on an open TLS link. */
   const ping = (s: TLSSocket, seq: number): Promise<void> =>
     new Promise((resolve, reject) => {
@@ -360,8 +375,9 @@ describe('reload: --tls-cert and --tls-key rotate for new handshakes', () => {
     copyFileSync(a.certPath, cert);
     copyFileSync(a.keyPath, key);
     try {
-      r = await startRunning(['--auth', 'none'], { tlsCert: cert, tlsKey: key });
+      r = await startRunning(['--auth', 'none', '--ws', '127.0.0.1:0'], { tlsCert: cert, tlsKey: key });
       const open = await tlsTo(r.tcpPort, a.cert);
+      const openWs = await wssTo(r.wsPort, a.cert);
       await assert.rejects(tlsTo(r.tcpPort, b.cert), /self[- ]signed|unable to verify|certificate/i, 'B is not served yet');
       copyFileSync(b.certPath, cert);
       copyFileSync(b.keyPath, key);
@@ -369,6 +385,18 @@ describe('reload: --tls-cert and --tls-key rotate for new handshakes', () => {
       assert.deepEqual(outcome.applied, ['tls-cert', 'tls-key']);
       const fresh = await tlsTo(r.tcpPort, b.cert);
       await assert.rejects(tlsTo(r.tcpPort, a.cert), /self[- ]signed|unable to verify|certificate/i, 'A is no longer served');
+      // The same on the wss listener: the new certificate for new upgrades, the old link kept.
+      (await wssTo(r.wsPort, b.cert)).terminate();
+      await assert.rejects(wssTo(r.wsPort, a.cert), /self[- ]signed|unable to verify|certificate/i, 'A is no longer served on wss');
+      // The wss link made under A still answers: one PING, one PONG.
+      const pong = new Promise<Frame>((resolve, reject) => {
+        openWs.on('message', (data: Buffer) => resolve(parseFrame(data, 1 << 20)));
+        openWs.once('close', () => reject(new Error('the wss link closed before the PONG')));
+      });
+      openWs.send(encodeFrame({ type: FrameType.PING, flags: 0, route: 0, seq: 9, body: Buffer.alloc(0) }, false), { binary: true });
+      const f = await pong;
+      assert.deepEqual([f.type, f.seq], [FrameType.PONG, 9]);
+      openWs.terminate();
       await ping(open, 7); // the connection made under A lives on
       await ping(fresh, 8);
       open.destroy();
