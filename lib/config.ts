@@ -288,12 +288,18 @@ export function buildConfig(flags: RawOptions, env: RawOptions, file: RawOptions
   } catch (e) {
     // Say where a bad value came from when it was not a flag, so GATE_* and --config mistakes are findable.
     const option = e instanceof GatewayError ? (e.details?.option as string | undefined) : undefined;
-    if (option && flags[option] === undefined) {
-      const from = env[option] !== undefined ? envName(option) : file[option] !== undefined ? 'the --config file' : null;
-      if (from) throw new GatewayError('GW_ERR_CONFIG', `${e instanceof Error ? e.message : ''} (from ${from})`, { option });
-    }
+    const source = option ? sourceOf(option, flags, env, file) : 'flag';
+    if (option && (source === 'env' || source === 'file'))
+      throw new GatewayError('GW_ERR_CONFIG', `${e instanceof Error ? e.message : ''} (from ${source === 'env' ? envName(option) : 'the --config file'})`, { option });
     throw e;
   }
+}
+
+/** Where an option's value comes from: the first of flags, environment, --config file that sets it, else its default. */
+export type ValueSource = 'flag' | 'env' | 'file' | 'default';
+
+export function sourceOf(flag: string, flags: RawOptions, env: RawOptions, file: RawOptions): ValueSource {
+  return flags[flag] !== undefined ? 'flag' : env[flag] !== undefined ? 'env' : file[flag] !== undefined ? 'file' : 'default';
 }
 
 function validate(flags: RawOptions, env: RawOptions, file: RawOptions, pid: number): GateConfig {

@@ -5,11 +5,11 @@
  * (`--api-key`, `--jwt-secret`) are shown as set or not, never their value.
  */
 import { Option } from 'commander';
-import { LIVE_OPTIONS, OPTIONS, buildConfig, camel, envName, type GateConfig } from '../config.js';
+import { LIVE_OPTIONS, OPTIONS, buildConfig, camel, envName, sourceOf, type GateConfig, type ValueSource } from '../config.js';
 import { isGatewayError } from '../errors.js';
 import { optionLayers, type OptionLayers } from './serveOptions.js';
 
-export type OptionSource = 'flag' | 'env' | 'file' | 'default';
+export type OptionSource = ValueSource;
 
 export interface EffectiveOption {
   readonly flag: string;
@@ -27,20 +27,12 @@ const SECRETS = new Set(['api-key', 'jwt-secret']);
 
 /** Every option's effective value and its source, in the option table's order. */
 export function effectiveOptions(layers: OptionLayers, cfg: GateConfig): EffectiveOption[] {
-  const sources = [
-    [layers.flags, 'flag'],
-    [layers.env, 'env'],
-    [layers.file, 'file'],
-  ] as const;
-  const from = (flag: string): [string | undefined, OptionSource] => {
-    for (const [layer, source] of sources) if (layer[flag] !== undefined) return [layer[flag], source];
-    return [undefined, 'default'];
-  };
+  const { flags, env, file } = layers;
   // Defaults worked out at start-up rather than written in the table.
   const computed: Record<string, string> = { auth: cfg.auth, 'gate-id': cfg.gateId };
   return OPTIONS.map((o) => {
-    const [raw, source] = from(o.flag);
-    let value = raw ?? computed[o.flag] ?? o.def ?? null;
+    const source = sourceOf(o.flag, flags, env, file);
+    let value = flags[o.flag] ?? env[o.flag] ?? file[o.flag] ?? computed[o.flag] ?? o.def ?? null;
     if (SECRETS.has(o.flag) && value !== null) value = '(set)';
     return { flag: o.flag, env: envName(o.flag), key: camel(o.flag), value, source, reload: LIVE_OPTIONS.has(o.flag) ? 'live' : 'restart' };
   });

@@ -4,7 +4,7 @@
  * option is one line for stderr and exit status 2; `--help` is output and status 0.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { OPTIONS, buildConfig, camel, readConfigFile, readEnv, type GateConfig, type RawOptions } from '../config.js';
+import { OPTIONS, buildConfig, camel, envName, readConfigFile, readEnv, type GateConfig, type RawOptions } from '../config.js';
 import { isGatewayError } from '../errors.js';
 
 export type ServeOptions = { readonly ok: true; readonly cfg: GateConfig } | { readonly ok: false; readonly status: 0 | 2; readonly line: string | null };
@@ -29,7 +29,7 @@ export function optionLayers(command: string, argv: readonly string[], env: Node
     .configureOutput({ writeErr: () => undefined, writeOut: out })
     .allowExcessArguments(false)
     .helpOption('-h, --help', 'show the options');
-  for (const o of OPTIONS) cmd.addOption(new Option(`--${o.flag} <value>`, `${o.help}${o.def ? ` (default ${o.def})` : ''} [env GATE_${o.flag.toUpperCase().replace(/-/g, '_')}]`));
+  for (const o of OPTIONS) cmd.addOption(new Option(`--${o.flag} <value>`, `${o.help}${o.def ? ` (default ${o.def})` : ''} [env ${envName(o.flag)}]`));
   cmd.addOption(new Option('--config <file>', 'JSON file of options, keys in camelCase'));
   extra(cmd);
   try {

@@ -9,14 +9,12 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { BehaviorSubject } from 'rxjs';
 import type { Logger } from 'pino';
-import { LIVE_OPTIONS, OPTIONS, buildConfig, fieldOf, type GateConfig } from '../config.js';
+import { LIVE_OPTIONS, OPTIONS, buildConfig, fieldOf, sourceOf, type GateConfig, type ValueSource } from '../config.js';
 import { isGatewayError } from '../errors.js';
 import type { OptionLayers } from '../cli/serveOptions.js';
 
 export type ReloadTrigger = 'SIGHUP' | 'api' | 'primary';
 
-/** Where a refused value came from. */
-export type ValueSource = 'flag' | 'env' | 'file';
 
 export type ReloadResult =
   | {
@@ -96,7 +94,7 @@ export class ConfigReloader {
     } catch (e) {
       if (!isGatewayError(e)) throw e;
       const option = typeof e.details?.option === 'string' ? e.details.option : 'config';
-      const source: ValueSource | null = flags[option] !== undefined ? 'flag' : env[option] !== undefined ? 'env' : file[option] !== undefined || option === 'config' ? 'file' : null;
+      const source: ValueSource = option === 'config' ? 'file' : sourceOf(option, flags, env, file);
       return { ok: false, option, source, message: e.message };
     }
     const applied: string[] = [];
