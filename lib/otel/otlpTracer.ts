@@ -8,7 +8,7 @@ import { AlwaysOnSampler, BasicTracerProvider, ParentBasedSampler, type IdGenera
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { ApiSpanName, ApiTrace, RequestTrace, RequestTracer } from '../requestTracer.js';
-import { childTraceparent, formatTraceparent, parseTraceparent, randomHex } from '../trace.js';
+import { formatTraceparent, parseTraceparent, randomHex, type TraceParent } from '../trace.js';
 import { BoundedExport } from './boundedExport.js';
 import { SampledRequest, UnsampledRequest } from './requestSpans.js';
 
@@ -69,7 +69,6 @@ class ApiSpan implements ApiTrace {
   }
 }
 
-/** The context a W3C traceparent names (a remote parent), or the root when there is none or it is malformed. */
 /**
  * The parent context of a span to record, or null when the trace is not sampled. Decided here,
  * before the SDK: at `--otlp-sample 0.01` ninety-nine requests in a hundred cost one random draw
@@ -77,16 +76,14 @@ class ApiSpan implements ApiTrace {
  * (measured: 14 µs a request more than tracing off through the SDK's sampler). The SDK's sampler
  * then only sees spans to record (AlwaysOn under ParentBased: a parent's flag is honoured as before).
  */
-function sampledParent(traceparent: string | undefined, sample: number): Context | null {
-  const p = parseTraceparent(traceparent);
+function sampledParent(p: TraceParent | null, sample: number): Context | null {
   if (p === null) return Math.random() < sample ? ROOT_CONTEXT : null;
   if (!p.sampled) return null;
   return otelTrace.setSpanContext(ROOT_CONTEXT, { traceId: p.traceId, spanId: p.spanId, traceFlags: 1, isRemote: true });
 }
 
 /** The header an unsampled request's upstream calls carry: the client's trace continued, or a new one, flag 00. */
-const unsampledTraceparent = (parent: string | undefined): string =>
-  parseTraceparent(parent) !== null ? childTraceparent(parent) : formatTraceparent(randomHex(16), randomHex(8), false);
+const unsampledTraceparent = (p: TraceParent | null): string => formatTraceparent(p?.traceId ?? randomHex(16), randomHex(8), false);
 
 /**
  * A tracer exporting to an OTLP/HTTP collector: parent-based sampling (a client's sampled flag
@@ -126,15 +123,17 @@ export function otlpTracer(cfg: OtlpTracerConfig): RequestTracer {
   return {
     stats: processor,
     request(route, seq, sessionId, playerId, parent): RequestTrace {
-      const ctx = sampledParent(parent, cfg.sample);
+      // The client's traceparent is parsed once, for the decision and for the header.
+      const p = parseTraceparent(parent);
+      const ctx = sampledParent(p, cfg.sample);
       // Not sampled: no span, no attributes, no children; the backend still gets a trace id, flag 00.
-      if (ctx === null) return new UnsampledRequest(unsampledTraceparent(parent));
+      if (ctx === null) return new UnsampledRequest(unsampledTraceparent(p));
       const span = tracer.startSpan('gate.request', { kind: SpanKind.SERVER }, ctx);
       span.setAttributes({ 'gate.route': route, 'gate.seq': seq, 'gate.session_id': sessionId, 'gate.player_id': playerId });
       return new SampledRequest(tracer, span, ctx, performance.now());
     },
     api(name: ApiSpanName, parent: string | undefined): ApiTrace {
-      const ctx = sampledParent(parent, cfg.sample);
+      const ctx = sampledParent(parseTraceparent(parent), cfg.sample);
       if (ctx === null) return UNSAMPLED_API;
       return new ApiSpan(tracer.startSpan(name, { kind: SpanKind.SERVER }, ctx));
     },
