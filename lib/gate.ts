@@ -190,7 +190,7 @@ export class Gate {
     this.metrics = createMetrics(cfg.gateId, {
       tracing: () => tracer?.stats ?? null,
       sessions: () => this.sessions.counts(),
-      queued: () => Math.max(0, this.depth - this.pool.busy),
+      queued: () => this.queued,
       busyWorkers: () => this.pool.busy,
       eventsQueued: () => this.events?.length ?? 0,
       refused: () => this.admission.refused,
@@ -250,6 +250,11 @@ export class Gate {
   /** The configuration now. */
   get cfg(): GateConfig {
     return this.current;
+  }
+
+  /** Requests admitted and waiting for a worker (the rest of the pool's depth is running). */
+  private get queued(): number {
+    return Math.max(0, this.depth - this.pool.busy);
   }
 
   /**
@@ -663,7 +668,7 @@ export class Gate {
       online,
       detached,
       inflight: this.pool.busy,
-      queued: Math.max(0, this.depth - this.pool.busy),
+      queued: this.queued,
       refused: this.admission.refused,
       eventsQueued: this.events?.length ?? 0,
     };
@@ -675,7 +680,7 @@ export class Gate {
    * mode, where they wait in Redis). Read by the dashboard's sampler (lib/streams/stats.ts).
    */
   load(): { connections: Readonly<Record<Transport, number>>; busy: number; queued: number; eventsQueued: number | null } {
-    return { connections: { ...this.open }, busy: this.pool.busy, queued: Math.max(0, this.depth - this.pool.busy), eventsQueued: this.events?.length ?? null };
+    return { connections: { ...this.open }, busy: this.pool.busy, queued: this.queued, eventsQueued: this.events?.length ?? null };
   }
 
   /** This gate as /v1/gates lists it, with its sessions by state (each cluster beat carries these). */

@@ -66,12 +66,12 @@ export class LogSampler {
     this.used = 0;
   }
 
-  /** Says what is pending now (shutdown). */
   /** A reload of --log-sample. */
   setRate(perSecond: number): void {
     this.perSecond = perSecond;
   }
 
+  /** Says what is pending now (shutdown). */
   flush(): void {
     if (this.out.size > 0) this.roll(this.now());
   }

@@ -154,8 +154,9 @@ export function createMetrics(gateId: string, src: MetricsSource) {
   // inc/observe otherwise, which is measurable per request.
   const upstreamChildren = new Map<number, { inc(): void }>();
   const upstreamTally = new Tally();
-  let refusedSeen = 0; // refusals already added to gate_connections_refused_total
-  let handshakesRefusedSeen = 0;
+  // Running totals kept by the listeners and the tracer, added to their counters at scrape time.
+  const connectionsRefused = catchUp(() => src.refused());
+  const handshakesRefused = catchUp(() => src.handshakes?.().refused ?? 0);
   const exportFailures = catchUp(() => src.tracing?.()?.exportFailures ?? 0);
   const droppedQueueFull = catchUp(() => src.tracing?.()?.droppedQueueFull ?? 0);
   const droppedExportFailed = catchUp(() => src.tracing?.()?.droppedExportFailed ?? 0);
@@ -313,9 +314,7 @@ export function createMetrics(gateId: string, src: MetricsSource) {
       help: 'Sockets refused at accept because --max-handshakes were still in the TLS handshake or WebSocket upgrade',
       registers: reg,
       collect() {
-        const total = src.handshakes?.().refused ?? 0;
-        if (total > handshakesRefusedSeen) this.inc(total - handshakesRefusedSeen);
-        handshakesRefusedSeen = total;
+        handshakesRefused(this);
       },
     }),
     refused: new Counter({
@@ -323,11 +322,7 @@ export function createMetrics(gateId: string, src: MetricsSource) {
       help: 'Connections refused at accept (--max-connections)',
       registers: reg,
       collect() {
-        // The listeners count refusals; catch the counter up at scrape time.
-        const total = src.refused();
-        const have = refusedSeen;
-        if (total > have) this.inc(total - have);
-        refusedSeen = total;
+        connectionsRefused(this);
       },
     }),
     events: new Gauge({

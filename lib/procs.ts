@@ -75,12 +75,13 @@ export async function startPrimary(cfg: GateConfig, args: readonly string[], log
     slot.worker = w;
     slot.startedAt = Date.now();
     w.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'gate:reload') {
+      const type = typeof m === 'object' && m !== null ? (m as { type?: unknown }).type : undefined;
+      if (type === 'gate:reload') {
         log.info({ worker: slot.index }, 'a worker reloaded its options through its API; reloading the others');
         reload(slot.index);
         return;
       }
-      if (typeof m !== 'object' || m === null || (m as { type?: unknown }).type !== 'gate:listening') return;
+      if (type !== 'gate:listening') return;
       const l = m as WorkerListening;
       slot.member = l.member;
       reported.set(slot.index, l);

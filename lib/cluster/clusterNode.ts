@@ -68,6 +68,9 @@ const FILL_PAGE = 256;
 const ATTACHING_MAX = 1_024;
 const PROBE_EVERY_MS = 5_000;
 const BEAT_MS = 1_000;
+
+/** How often coalesced REQUEST touches reach Redis (and the idle sweep runs): a tenth of --idle-timeout, 10 ms to 1 s. */
+const touchEvery = (idleTimeoutMs: number): number => Math.max(10, Math.min(1_000, Math.floor(idleTimeoutMs / 10)));
 /** Beats a member may miss before another declares it dead. */
 const DEAD_AFTER_BEATS = 3;
 
@@ -121,7 +124,7 @@ export class ClusterNode {
     this.sub = new Redis(cfg.url, { ...common, connectionName: `gate-sub:${cfg.member}` });
     this.sessions = new RedisSessions(this.cmd, cfg);
     this.beatMs = cfg.beatMs ?? BEAT_MS;
-    this.touchEveryMs = Math.max(10, Math.min(1_000, Math.floor(cfg.idleTimeoutMs / 10)));
+    this.touchEveryMs = touchEvery(cfg.idleTimeoutMs);
     this.channel = noticeChannel(this.sessions.prefix, cfg.member);
     for (const [name, c] of [['commands', this.cmd], ['subscriber', this.sub]] as const) {
       c.on('error', (e: Error) => this.log.warn({ connection: name, err: e.message }, 'redis connection error'));
@@ -130,13 +133,13 @@ export class ClusterNode {
       });
     }
   }
+
   /** A reload: the idle bound the sweep uses and the buffer bounds the push scripts enforce, from now on. */
   reconfigure(c: Pick<ClusterNodeConfig, 'idleTimeoutMs' | 'bufferMax' | 'bufferMaxBytes'>): void {
     this.cfg = { ...this.cfg, ...c };
-    this.touchEveryMs = Math.max(10, Math.min(1_000, Math.floor(c.idleTimeoutMs / 10)));
+    this.touchEveryMs = touchEvery(c.idleTimeoutMs);
     this.sessions.setBufferBounds(c.bufferMax, c.bufferMaxBytes ?? Infinity);
   }
-
 
   /** True while both connections are ready: /readyz, and whether a HELLO or push can be served. */
   get up(): boolean {

@@ -173,9 +173,9 @@ const UNKNOWN: Unknown = { kind: 'unknown' };
 export class RedisSessions {
   readonly prefix: string;
   readonly member: string;
-  private bufferMax: number;
+  private bufferMax = 1; // set by setBufferBounds in the constructor
   /** NO_BYTE_BOUND or the byte bound. */
-  private bufferMaxBytes: number;
+  private bufferMaxBytes = NO_BYTE_BOUND;
   private readonly pushIdsMax: number;
   private readonly replayPage: number;
   /** NO_BYTE_BOUND or --request-window-bytes. */
@@ -199,14 +199,11 @@ export class RedisSessions {
     if (typeof member !== 'string' || member === '') throw new TypeError('RedisSessions: member must be a non-empty string');
     // ioredis would prefix KEYS but not the names the scripts compute: use `prefix` instead.
     if (redis.options.keyPrefix) throw new TypeError('RedisSessions: the ioredis client must have no keyPrefix (use the prefix option)');
-    if (!Number.isInteger(bufferMax) || bufferMax < 1) throw new TypeError('RedisSessions: bufferMax must be an integer >= 1');
-    if (!(bufferMaxBytes >= 0)) throw new TypeError('RedisSessions: bufferMaxBytes must be >= 0');
+    this.setBufferBounds(bufferMax, bufferMaxBytes);
     if (!Number.isInteger(pushIdsMax) || pushIdsMax < 1) throw new TypeError('RedisSessions: pushIdsMax must be an integer >= 1');
     if (!Number.isInteger(replayPage) || replayPage < 1) throw new TypeError('RedisSessions: replayPage must be an integer >= 1');
     this.prefix = prefix;
     this.member = member;
-    this.bufferMax = bufferMax;
-    this.bufferMaxBytes = Number.isFinite(bufferMaxBytes) ? Math.floor(bufferMaxBytes) : NO_BYTE_BOUND;
     this.pushIdsMax = pushIdsMax;
     this.replayPage = replayPage;
     const wb = config.requestWindowBytes ?? Infinity;
@@ -216,8 +213,8 @@ export class RedisSessions {
   }
 
   /**
-   * New replay buffer bounds (a reload), for the pushes stored from now on: a buffer is trimmed to
-   * them at its next push. The push ids remembered keep their bound (it only grows at a restart).
+   * The replay buffer bounds, checked (at creation, and on a reload for the pushes stored from
+   * then on: a buffer is trimmed to them at its next push). The push ids remembered keep their bound (it only grows at a restart).
    */
   setBufferBounds(bufferMax: number, bufferMaxBytes: number): void {
     if (!Number.isInteger(bufferMax) || bufferMax < 1) throw new TypeError('RedisSessions: bufferMax must be an integer >= 1');

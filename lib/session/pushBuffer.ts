@@ -34,8 +34,7 @@ export class PushBuffer {
     /** Body bytes kept at most (the newest push is always kept, whatever its size). */
     private maxBytes = Infinity,
   ) {
-    if (!(max >= 1)) throw new TypeError('PushBuffer: max must be >= 1');
-    if (!(maxBytes >= 0)) throw new TypeError('PushBuffer: maxBytes must be >= 0');
+    checkBounds(max, maxBytes);
   }
 
   get size(): number {
@@ -49,7 +48,7 @@ export class PushBuffer {
 
   /** New bounds (a reload of --buffer-max, --buffer-max-bytes); returns how many of the oldest were dropped to meet them. */
   setBounds(max: number, maxBytes: number): number {
-    if (!(max >= 1) || !(maxBytes >= 0)) throw new TypeError('PushBuffer: max must be >= 1 and maxBytes >= 0');
+    checkBounds(max, maxBytes);
     this.max = max;
     this.maxBytes = maxBytes;
     return this.trim();
@@ -119,4 +118,9 @@ export class PushBuffer {
       this.head = 0;
     }
   }
+}
+
+function checkBounds(max: number, maxBytes: number): void {
+  if (!(max >= 1)) throw new TypeError('PushBuffer: max must be >= 1');
+  if (!(maxBytes >= 0)) throw new TypeError('PushBuffer: maxBytes must be >= 0');
 }

@@ -86,17 +86,21 @@ export interface ApiOptions {
   maxStatsStreams?: number;
 }
 
-/** Deliveries of a set of push results: sent now, buffered for a detached session, no such player. */
-function deliveries(results: readonly (PushResult | null)[]): [sent: number, buffered: number, missing: number] {
-  let sent = 0;
-  let buffered = 0;
-  let missing = 0;
-  for (const r of results) {
-    if (!r) missing++;
-    else if (r.status === 'sent') sent++;
-    else buffered++;
+/** Deliveries counted from push results: sent now, buffered for a detached session, no such player. */
+class Deliveries {
+  sent = 0;
+  buffered = 0;
+  missing = 0;
+  readonly add = (r: PushResult | null): void => {
+    if (!r) this.missing++;
+    else if (r.status === 'sent') this.sent++;
+    else this.buffered++;
+  };
+  static of(results: readonly (PushResult | null)[]): Deliveries {
+    const d = new Deliveries();
+    for (const r of results) d.add(r);
+    return d;
   }
-  return [sent, buffered, missing];
 }
 
 export interface ApiServer {
@@ -195,7 +199,8 @@ export async function startApi(gate: Gate, at: HostPort, logger: Logger, opts: A
       if (span) {
         span.set('gate.player_id', p.playerId);
         span.set('gate.route', p.route);
-        span.deliveries(...deliveries([r]));
+        const d = Deliveries.of([r]);
+        span.deliveries(d.sent, d.buffered, d.missing);
       }
       if (!r) return reply.code(404).send({ error: 'player_not_found', message: `no session for player ${p.playerId}` });
       return r;
@@ -214,7 +219,8 @@ export async function startApi(gate: Gate, at: HostPort, logger: Logger, opts: A
       const results = await gate.sessions.pushMany(pushes);
       if (span) {
         span.set('gate.messages', pushes.length);
-        span.deliveries(...deliveries(results));
+        const d = Deliveries.of(results);
+        span.deliveries(d.sent, d.buffered, d.missing);
       }
       return { results: results.map((r) => r ?? { error: 'player_not_found' }) };
     }),
@@ -226,27 +232,20 @@ export async function startApi(gate: Gate, at: HostPort, logger: Logger, opts: A
       const b = body(req);
       const route = parseRoute(b.route, '');
       const payload = parseBody(b, '', maxFrame);
-      let sent = 0;
-      let buffered = 0;
-      let missing = 0;
-      const count = (r: PushResult | null): void => {
-        if (!r) missing++;
-        else if (r.status === 'sent') sent++;
-        else buffered++;
-      };
+      const d = new Deliveries();
       if (b.playerIds === undefined) {
-        await gate.sessions.broadcast(route, payload, count);
+        await gate.sessions.broadcast(route, payload, d.add);
       } else {
         if (!Array.isArray(b.playerIds)) throw badRequest('playerIds must be an array of strings');
         if (b.playerIds.length > API_BATCH_MAX) throw badRequest(`at most ${API_BATCH_MAX} playerIds per broadcast`);
         const ids = b.playerIds.map((id, i) => parsePlayerId(id, `playerIds[${i}]: `));
-        for (const r of await gate.sessions.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) count(r);
+        for (const r of await gate.sessions.pushMany(ids.map((playerId) => ({ playerId, route, body: payload })))) d.add(r);
       }
       if (span) {
         span.set('gate.route', route);
-        span.deliveries(sent, buffered, missing);
+        span.deliveries(d.sent, d.buffered, d.missing);
       }
-      return { sent, buffered, missing };
+      return { sent: d.sent, buffered: d.buffered, missing: d.missing };
     }),
   );
 
