@@ -6,6 +6,7 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
 import pino from 'pino';
 import { defer, finalize, type Observable } from 'rxjs';
 import type { GateConfig } from '../lib/config.js';
@@ -196,5 +197,45 @@ describe('dashboard: /v1/stats/stream', () => {
     await withTimeout(Promise.all(streams.map((s) => s.ended)), WAIT_MS, 'the streams to end');
     const r = await api(h, 'GET', '/v1/stats', undefined, { authorization: `Bearer ${KEY}` }).catch((e: Error) => e);
     assert.ok(r instanceof Error, 'the API is closed');
+  });
+
+  it('should close a connection busy when the API closes, so a dashboard asking again on it cannot hold the close', async (t) => {
+    // What a dashboard open in a browser did: its stream ended at the close, it asked again on a
+    // keep-alive connection that had been busy, and that new stream held the close forever.
+    const h = await gate(t);
+    const { server } = await extraApi(t, h, {});
+    const [host, port] = [server.address.split(':')[0]!, Number(server.address.split(':')[1])];
+    const sock = connect(port, host);
+    t.after(() => sock.destroy());
+    let got = '';
+    sock.setEncoding('latin1').on('data', (d: string) => (got += d));
+    const sockClosed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+    const body = JSON.stringify({ playerId: 'nobody', route: 1, data: {} });
+    // The request is under way (the server answered 100 Continue), so the close does not count the connection idle.
+    sock.write(`POST /v1/push HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nexpect: 100-continue\r\n\r\n`);
+    await waitFor('100 Continue', () => got.includes('100 Continue'), WAIT_MS);
+    const closing = server.close();
+    await waitForAsync(
+      'the listener to close (the close hook has run by then)',
+      () =>
+        new Promise<boolean>((resolve) =>
+          connect(port, host)
+            .on('connect', function (this: Socket) {
+              this.destroy();
+              resolve(false);
+            })
+            .on('error', () => resolve(true)),
+        ),
+      WAIT_MS,
+    );
+    sock.write(`${body}GET /v1/stats/stream HTTP/1.1\r\nhost: x\r\n\r\n`);
+    try {
+      await withTimeout(closing, WAIT_MS, 'the API to close while a connection was busy and a stream was asked for on it');
+      await withTimeout(sockClosed, WAIT_MS, 'the connection to close');
+    } finally {
+      sock.destroy(); // on failure, lets the hooks' closes end
+    }
+    assert.match(got, /HTTP\/1\.1 404 [^]*connection: close/i, 'the answer under way is given, and closes its connection');
+    assert.doesNotMatch(got, /text\/event-stream/, 'no stream opened after the close began');
   });
 });

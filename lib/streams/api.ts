@@ -147,6 +147,18 @@ export async function startApi(gate: Gate, at: HostPort, logger: Logger, opts: A
       await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong Authorization: Bearer <api-key>' });
     }
   });
+  // Once the API closes (the gate has drained by then), an answer still being made closes its
+  // connection: node keeps a busy keep-alive connection open for --keepAliveTimeout after close(),
+  // and a dashboard would ask again on it, so the close would wait on the client.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   // JSON whatever the declared type (§4 "JSON in"): `curl -d '{…}'` sends form-urlencoded, fetch
   // with a string body text/plain. Same parser (and prototype-poisoning checks) as application/json.
   app.removeContentTypeParser('text/plain');

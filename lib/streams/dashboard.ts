@@ -57,10 +57,14 @@ export function dashboardRoutes(app: FastifyInstance, { stats$, maxStreams = MAX
   const events$ = stats$.pipe(map(sseEvent), shareReplay({ bufferSize: 1, refCount: true }));
   // Adapter from fastify's close hook to the streams: fires once, ending every open stream.
   const closing = new Subject<void>();
+  // Set with `closing`: a stream asked for after it (a request pipelined on a connection that was busy
+  // when the API began to close) is refused, else nothing would ever end it and the close would wait forever.
+  let closed = false;
   let open = 0; // streams open now, ≤ maxStreams
   const files = new Map<string, Promise<Buffer>>(); // assets read once, on first request
 
   app.addHook('preClose', (done) => {
+    closed = true;
     closing.next();
     closing.complete();
     done();
@@ -83,6 +87,7 @@ export function dashboardRoutes(app: FastifyInstance, { stats$, maxStreams = MAX
       reply.hijack();
       return reply;
     }
+    if (closed) return reply.code(503).header('connection', 'close').send({ error: 'shutting_down', message: 'the gate is shutting down' });
     if (open >= maxStreams)
       return reply.code(503).send({ error: 'too_many_streams', message: `${maxStreams} stats streams are open already (each dashboard holds one)` });
     open++;
