@@ -295,6 +295,41 @@ describe('--max-handshakes: a flood of half-open handshakes', () => {
   });
 });
 
+describe('--max-handshakes without TLS: sockets before their WebSocket upgrade', () => {
+  it('should count a plain WS socket until its upgrade, refuse past the bound, and let upgraded links go from the count', async (t) => {
+    const MAX = 3;
+    const h = await startGate({ auth: 'none', maxHandshakes: MAX });
+    t.after(() => h.close());
+    const pending = async (): Promise<number> => {
+      const m = /^gate_handshakes_pending(?:\{[^}]*\})? (\S+)$/m.exec((await api(h, 'GET', '/metrics')).body as string);
+      assert.ok(m, 'gate_handshakes_pending in /metrics');
+      return Number(m[1]);
+    };
+    const raw = (): Promise<{ socket: Socket; closed: Promise<void> }> =>
+      new Promise((resolve, reject) => {
+        const socket = netConnect({ host: '127.0.0.1', port: h.wsPort });
+        t.after(() => socket.destroy());
+        const closed = new Promise<void>((r) => socket.once('close', () => r()));
+        socket.on('error', () => undefined);
+        socket.once('connect', () => resolve({ socket, closed }));
+        socket.once('error', reject);
+      });
+    const held = [await raw(), await raw(), await raw()];
+    await waitForAsync(`${MAX} sockets pending their upgrade`, async () => (await pending()) === MAX, WAIT_MS);
+    const past = await raw();
+    await withTimeout(past.closed, WAIT_MS, 'the socket past --max-handshakes to be closed at once');
+    for (const r of held) r.socket.destroy();
+    await waitForAsync('pending back to 0 once the half-open sockets closed', async () => (await pending()) === 0, WAIT_MS);
+    // Twice the bound, one after another: each upgrade must free its place, or the fourth is refused.
+    for (let i = 0; i < 2 * MAX; i++) {
+      const c = await connectWs(h.wsPort);
+      t.after(() => c.destroy());
+      await c.hello({ token: `ws-${i}` });
+    }
+    assert.equal(await pending(), 0, 'upgraded links no longer count');
+  });
+});
+
 describe('tls: bad certificate options on the command line', { concurrency: 4 }, () => {
   let cert: TestCert;
   let other: TestCert;

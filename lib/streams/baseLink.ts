@@ -1,4 +1,4 @@
-import type { Subscriber } from 'rxjs';
+import { Observable, type Subscriber } from 'rxjs';
 import { byeFrame } from '../bye.js';
 import type { ConnectionLimits } from '../connection.js';
 import { GatewayError } from '../errors.js';
@@ -24,6 +24,17 @@ export abstract class BaseLink {
     protected readonly limits: ConnectionLimits,
   ) {}
 
+  /**
+   * The client's frames, read from subscription until unsubscribed or the link ends. Made when
+   * asked (the gate subscribes once): an Observable kept on the link would cost every idle link
+   * the object and its closure.
+   */
+  get frames$(): Observable<Frame> {
+    return new Observable<Frame>((subscriber) => this.read(subscriber));
+  }
+
+  /** Starts delivering frames to `subscriber` (completes it at once if the link is over); returns the teardown. */
+  protected abstract read(subscriber: Subscriber<Frame>): () => void;
   /** Bytes accepted by `send` and not yet handed to the kernel. */
   abstract readonly outboundBytes: number;
   /** The frame as this transport puts it on the wire. */

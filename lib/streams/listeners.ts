@@ -120,16 +120,20 @@ function admit(a: Admission): boolean {
   return true;
 }
 
+type Peer = { remoteAddress?: string | undefined; remotePort?: number | undefined };
+
 /** The key of a live socket as both ends of a TLS wrap see it (its peer's address and port). */
-const peerKey = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? 0}`;
+const peerKey = (s: Peer): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? 0}`;
 
 /**
- * Counts raw sockets against --max-handshakes until `done(socket)` (the TLS or upgraded socket,
- * which may be a wrapper of the raw one: found by its peer's address and port) or their close.
- * Returns the `connection` listener for the server and `done`.
+ * Counts raw sockets against --max-handshakes until `done(socket)` or their close. Under TLS the
+ * socket `done` gets wraps the raw one, so both are found by their peer's address and port;
+ * without it they are the same object, which is the key (reading the address would cache it on
+ * every socket for the link's life). Returns the `connection` listener for the server and `done`.
  */
-function handshakeCounter(h: Handshakes): { onRaw: (raw: Socket) => void; done: (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }) => void } {
-  const live = new Map<string, () => void>();
+function handshakeCounter(h: Handshakes, tls: boolean): { onRaw: (raw: Socket) => void; done: (s: Peer) => void } {
+  const live = new Map<unknown, () => void>();
+  const keyOf = tls ? peerKey : (s: Peer): unknown => s;
   return {
     onRaw: (raw) => {
       if (h.pending >= h.max) {
@@ -138,7 +142,7 @@ function handshakeCounter(h: Handshakes): { onRaw: (raw: Socket) => void; done: 
         return;
       }
       h.pending++;
-      const key = peerKey(raw);
+      const key = keyOf(raw);
       // Released once, at the end of the handshake or at close, whichever comes first; then
       // nothing of it stays on the socket for the connection's life.
       const release = (): void => {
@@ -149,7 +153,7 @@ function handshakeCounter(h: Handshakes): { onRaw: (raw: Socket) => void; done: 
       live.set(key, release);
       raw.once('close', release);
     },
-    done: (s) => live.get(peerKey(s))?.(),
+    done: (s) => live.get(keyOf(s))?.(),
   };
 }
 
@@ -161,7 +165,7 @@ function handshakeCounter(h: Handshakes): { onRaw: (raw: Socket) => void; done: 
 export function tcpConnection$(cfg: ListenerConfig): Observable<Connection> {
   return new Observable<Connection>((subscriber) => {
     // Plain TCP has no handshake: a socket is a connection at once (--max-connections, --hello-timeout).
-    const handshakes = cfg.tls ? handshakeCounter(cfg.handshakes) : null;
+    const handshakes = cfg.tls ? handshakeCounter(cfg.handshakes, true) : null;
     const onSocket = (socket: Socket): void => {
       handshakes?.done(socket);
       if (!admit(cfg.admission)) {
@@ -224,7 +228,7 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
       res.writeHead(426, { 'content-type': 'application/json', upgrade: 'websocket' });
       res.end(JSON.stringify({ error: 'upgrade_required', message: 'this port speaks WebSocket only' }));
     });
-    const handshakes = handshakeCounter(cfg.handshakes);
+    const handshakes = handshakeCounter(cfg.handshakes, cfg.tls !== null);
     server.prependListener('connection', handshakes.onRaw);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       // The upgrade request arrived: the socket is past its handshake (a refused one closes below).
@@ -242,6 +246,7 @@ export function wsConnection$(cfg: ListenerConfig): Observable<Connection> {
       const uncount = countUntilClose(socket, cfg.admission);
       wss.handleUpgrade(req, socket, head, (ws) => {
         socket.off('close', uncount);
+        socket.off('error', ignoreError); // ws listens for the socket's errors from here on
         subscriber.next(new WsConnection(cfg.nextId(), ws, req.socket, cfg.limits, cfg.admission));
       });
     });

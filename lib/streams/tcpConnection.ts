@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { Observable, type Subscriber } from 'rxjs';
+import type { Subscriber } from 'rxjs';
 import type { Connection, ConnectionLimits } from '../connection.js';
 import { encodeFrame, type Frame } from '../frame.js';
 import { FrameDecoder } from '../frameDecoder.js';
@@ -10,29 +10,24 @@ const ignore = (): void => undefined;
 /** A raw TCP (or TLS) client link: u32 length-prefixed frames (§2.1). */
 export class TcpConnection extends BaseLink implements Connection {
   readonly transport = 'tcp' as const;
-  readonly frames$: Observable<Frame>;
 
   constructor(
     id: number,
     private readonly socket: Socket,
     limits: ConnectionLimits,
     /** Decremented when the socket closes (the --max-connections count). */
-    counted: { open: number } | null = null,
+    private readonly counted: { open: number } | null = null,
   ) {
     super(id, limits);
     socket.setNoDelay(true);
     // One 'close' listener does both: the link is finished, and it no longer counts against
     // --max-connections. (Listeners and strings are kept few: every idle link pays for them.)
-    socket.on('close', () => {
-      if (counted) counted.open--;
-      this.finished();
-    });
+    socket.on('close', this.onClose);
     // Errors (ECONNRESET, EPIPE…) end the link; 'close' follows and is what we act on.
     socket.on('error', ignore);
-    this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
 
-  private read(subscriber: Subscriber<Frame>): () => void {
+  protected read(subscriber: Subscriber<Frame>): () => void {
     if (!this.open) {
       subscriber.complete();
       return () => undefined;
@@ -40,7 +35,7 @@ export class TcpConnection extends BaseLink implements Connection {
     this.reader = subscriber;
     this.decoder = new FrameDecoder(this.limits.maxFrame);
     this.socket.on('data', this.onData);
-    this.socket.once('end', this.onEnd);
+    this.socket.on('end', this.onEnd); // 'end' comes once: `on` spares the wrapper `once` makes
     return this.stopReading;
   }
 
@@ -53,6 +48,10 @@ export class TcpConnection extends BaseLink implements Connection {
     if (err) r?.error(err);
   };
   private readonly onEnd = (): void => this.reader?.complete();
+  private readonly onClose = (): void => {
+    if (this.counted) this.counted.open--;
+    this.finished();
+  };
   private readonly stopReading = (): void => {
     this.reader = null;
     this.socket.off('data', this.onData);

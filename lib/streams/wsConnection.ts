@@ -1,4 +1,4 @@
-import { Observable, type Subscriber } from 'rxjs';
+import type { Subscriber } from 'rxjs';
 import type { RawData, WebSocket } from 'ws';
 import type { Connection, ConnectionLimits } from '../connection.js';
 import { GatewayError } from '../errors.js';
@@ -13,7 +13,6 @@ const asBuffer = (data: RawData): Buffer =>
 /** A WebSocket client link: one binary message is exactly one frame, no length prefix (§2.1). */
 export class WsConnection extends BaseLink implements Connection {
   readonly transport = 'ws' as const;
-  readonly frames$: Observable<Frame>;
 
   constructor(
     id: number,
@@ -22,18 +21,14 @@ export class WsConnection extends BaseLink implements Connection {
     private readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined },
     limits: ConnectionLimits,
     /** Decremented when the link closes (the --max-connections count). */
-    counted: { open: number } | null = null,
+    private readonly counted: { open: number } | null = null,
   ) {
     super(id, limits);
-    ws.once('close', () => {
-      if (counted) counted.open--;
-      this.finished();
-    });
+    ws.on('close', this.onClose); // 'close' comes once: `on` spares the wrapper `once` makes
     ws.on('error', ignore); // 'close' follows every error
-    this.frames$ = new Observable<Frame>((subscriber) => this.read(subscriber));
   }
 
-  private read(subscriber: Subscriber<Frame>): () => void {
+  protected read(subscriber: Subscriber<Frame>): () => void {
     if (!this.open) {
       subscriber.complete();
       return () => undefined;
@@ -60,6 +55,11 @@ export class WsConnection extends BaseLink implements Connection {
       return;
     }
     subscriber.next(f);
+  };
+
+  private readonly onClose = (): void => {
+    if (this.counted) this.counted.open--;
+    this.finished();
   };
 
   private readonly stopReading = (): void => {
