@@ -40,7 +40,7 @@ import type { Fence } from './cluster/redisSessions.js';
 import { Sessions, type GateFigures } from './session/sessions.js';
 import type { RequestTracer } from './requestTracer.js';
 import { childTraceparent } from './trace.js';
-import { gotBackendClient, type BackendClient } from './streams/backend.js';
+import { backendClient, type BackendClient } from './streams/backend.js';
 import { EventQueue } from './streams/events.js';
 import { tcpConnection$, wsConnection$, type Admission, type Handshakes } from './streams/listeners.js';
 import { undiciRpcClient, type RpcClient } from './streams/rpcClient.js';
@@ -209,7 +209,7 @@ export class Gate {
       deps.backend !== undefined
         ? deps.backend
         : cfg.upstream
-          ? gotBackendClient({ baseUrl: cfg.upstream, gateId: cfg.gateId, timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries })
+          ? backendClient({ baseUrl: cfg.upstream, gateId: cfg.gateId, timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries })
           : null;
     const poster = this.backend;
     this.clusterEvents =
