@@ -106,6 +106,13 @@ for (const t of TRANSPORTS) {
           assert.equal(h.gate.gate.sessions.store.size, 0, 'a refused login must not leave a session');
         }));
 
+      it('should answer BYE auth_failed when /connect names a playerId over 128 characters, as the other modes cap it', () =>
+        withGate({ auth: 'upstream' }, (req) => (req.path === '/connect' ? { status: 200, body: { playerId: 'p'.repeat(129) } } : defaultHandler(req)), async (h) => {
+          const c = await open(h, t);
+          assert.equal((await expectBye(c, { token: 'long' })).code, 'auth_failed');
+          assert.equal(h.gate.gate.sessions.store.size, 0);
+        }));
+
       it('should answer BYE auth_failed when the backend is down', () =>
         withGate({ auth: 'upstream', upstreamRetries: 0 }, undefined, async (h) => {
           await h.backend.close();
