@@ -247,3 +247,45 @@ export function requestRows(r: RequestResult): [string, string][] {
     ['server CPU per request', r.serverCpuUsPerRequest === null ? 'n/a (--server-pid gives it for a running gate)' : `${r.serverCpuUsPerRequest} µs`],
   ];
 }
+
+/**
+ * Several short runs of one server as one, robust to bursts of a neighbour on a shared machine:
+ * the rate and the server's CPU per request are the medians of the runs' (a burst inflates one
+ * run's CPU, which a sum would carry whole); requests, seconds and errors are summed; the latency
+ * is that of the median-rate run.
+ */
+export function mergeRuns(rs: readonly RequestResult[]): RequestResult {
+  if (rs.length === 0) throw new Error('mergeRuns: no runs');
+  const sum = (f: (r: RequestResult) => number): number => rs.reduce((n, r) => n + f(r), 0);
+  const mid = (xs: number[]): number => {
+    const v = [...xs].sort((a, b) => a - b);
+    const m = v.length >> 1;
+    return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+  };
+  const errorCodes: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.errorCodes)) errorCodes[k] = (errorCodes[k] ?? 0) + v;
+  const verified = rs.every((r) => r.verify !== null);
+  const cpuKnown = rs.every((r) => r.serverCpuUsPerRequest !== null);
+  const byRate = [...rs].sort((a, b) => a.rate - b.rate);
+  return {
+    ...rs[0]!,
+    seconds: sum((r) => r.seconds),
+    requests: sum((r) => r.requests),
+    rate: mid(rs.map((r) => r.rate)),
+    errors: sum((r) => r.errors),
+    errorCodes,
+    latencyMs: byRate[byRate.length >> 1]!.latencyMs,
+    verify: verified
+      ? {
+          checked: rs.every((r) => r.verify!.checked),
+          lost: sum((r) => r.verify!.lost),
+          duplicates: sum((r) => r.verify!.duplicates),
+          outOfOrder: sum((r) => r.verify!.outOfOrder),
+          badBodies: sum((r) => r.verify!.badBodies),
+        }
+      : null,
+    skipped: sum((r) => r.skipped),
+    serverRssMb: rs[rs.length - 1]!.serverRssMb,
+    serverCpuUsPerRequest: cpuKnown ? mid(rs.map((r) => r.serverCpuUsPerRequest!)) : null,
+  };
+}

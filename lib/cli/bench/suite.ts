@@ -24,7 +24,7 @@ import {
 import { probeSource, runMemory, type MemoryResult } from './memory.js';
 import { runPush, type PushResult } from './push.js';
 import { runClusterSuite } from './clusterSuite.js';
-import { runRequest, type RequestResult } from './request.js';
+import { mergeRuns, runRequest, type RequestResult } from './request.js';
 import { runStorm, type StormResult } from './storm.js';
 
 /** Warm-up before the open-loop latency runs, ms. */
@@ -82,6 +82,9 @@ export const DEFAULT_OUT = fileURLToPath(new URL('../../../../bench/results/late
 
 const round = (n: number, d = 2): number => Math.round(n * 10 ** d) / 10 ** d;
 
+/** Slices of each closed-loop request run, alternating between the gate and the relay (pairedRun). */
+const REQUEST_SLICES = 6;
+
 export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const started = performance.now();
   const notes: string[] = [];
@@ -126,21 +129,58 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       }
     };
 
+    /**
+     * One closed-loop run of the gate and the relay together: both up at once (the idle one costs
+     * nothing), the measured time cut into REQUEST_SLICES slices that alternate between them
+     * (gate, relay, relay, gate, …), each side's figure the median of its slices. A neighbour's
+     * burst on a shared machine then spoils a slice or two of both instead of a whole run of one.
+     */
+    const pairedRun = async (transport: Transport): Promise<{ gate: RequestResult; baseline: RequestResult; slices: unknown }> => {
+      const gate = await spawnGate(backend.url, server);
+      let relay: Awaited<ReturnType<typeof spawnBaselineRelay>> | null = null;
+      try {
+        relay = await spawnBaselineRelay(backend.url, server);
+        const runs = { gate: [] as RequestResult[], baseline: [] as RequestResult[] };
+        const slice = Math.max(200, Math.round(o.durationMs / REQUEST_SLICES));
+        // Unmeasured first, a whole --duration each: a fresh gate takes seconds of traffic to
+        // compile its hot path (1-second runs right after start: 365, 188, 106 µs per request).
+        for (const srv of [gate, relay]) await runRequest({ ...reqOpts(transport === 'tcp' ? srv.tcp : srv.ws, srv.pid, 0, o.warmupMs, transport), durationMs: o.durationMs });
+        for (let k = 0; k < REQUEST_SLICES; k++) {
+          const order = k % 2 === 0 ? (['gate', 'baseline'] as const) : (['baseline', 'gate'] as const);
+          for (const which of order) {
+            const srv = which === 'gate' ? gate : relay;
+            const r = await runRequest({ ...reqOpts(transport === 'tcp' ? srv.tcp : srv.ws, srv.pid, 0, o.warmupMs, transport), durationMs: slice });
+            runs[which].push(r);
+          }
+        }
+        const slices = (rs: RequestResult[]): { rate: number; cpuUs: number | null }[] => rs.map((r) => ({ rate: Math.round(r.rate), cpuUs: r.serverCpuUsPerRequest }));
+        return { gate: mergeRuns(runs.gate), baseline: mergeRuns(runs.baseline), slices: { gate: slices(runs.gate), baseline: slices(runs.baseline) } };
+      } finally {
+        await gate.stop();
+        await relay?.stop();
+      }
+    };
+
     // (1) request path, closed loop.
     let gatePeak = NaN;
     if (parts.has('request') || parts.has('latency')) {
       const g: RequestResult[] = [];
       const b: RequestResult[] = [];
-      const n = parts.has('request') ? o.runs : 1;
-      for (let i = 0; i < n; i++) {
-        say(`request ${i + 1}/${n}: gate…`);
+      const slices: unknown[] = [];
+      if (parts.has('request'))
+        for (let i = 0; i < o.runs; i++) {
+          say(`request ${i + 1}/${o.runs}: gate and baseline relay, ${REQUEST_SLICES} slices each, alternating…`);
+          const r = await pairedRun('tcp');
+          g.push(r.gate);
+          b.push(r.baseline);
+          slices.push(r.slices);
+        }
+      else {
+        say('request: gate (its peak, for the latency runs)…');
         g.push(await requestOn('gate', 0));
-        if (!parts.has('request')) break;
-        say(`request ${i + 1}/${n}: baseline relay…`);
-        b.push(await requestOn('baseline', 0));
       }
       gatePeak = median(g.map((r) => r.rate));
-      raw.request = { gate: g, baseline: b };
+      raw.request = { gate: g, baseline: b, slices };
       if (parts.has('request')) {
         const base = median(b.map((r) => r.rate));
         const ratio = gatePeak / base;
@@ -162,13 +202,15 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
         // The same over WebSocket (the relay speaks both).
         const gw: RequestResult[] = [];
         const bw: RequestResult[] = [];
-        for (let i = 0; i < n; i++) {
-          say(`request/ws ${i + 1}/${n}: gate…`);
-          gw.push(await requestOn('gate', 0, o.warmupMs, 'ws'));
-          say(`request/ws ${i + 1}/${n}: baseline relay…`);
-          bw.push(await requestOn('baseline', 0, o.warmupMs, 'ws'));
+        const slicesWs: unknown[] = [];
+        for (let i = 0; i < o.runs; i++) {
+          say(`request/ws ${i + 1}/${o.runs}: gate and baseline relay, ${REQUEST_SLICES} slices each, alternating…`);
+          const r = await pairedRun('ws');
+          gw.push(r.gate);
+          bw.push(r.baseline);
+          slicesWs.push(r.slices);
         }
-        raw.requestWs = { gate: gw, baseline: bw };
+        raw.requestWs = { gate: gw, baseline: bw, slices: slicesWs };
         const gwr = median(gw.map((r) => r.rate));
         const bwr = median(bw.map((r) => r.rate));
         rows.push({ figure: `request/s over WS (${o.requestConnections} conns × ${o.requestInflight} in flight, 64 B)`, unit: 'req/s', gate: Math.round(gwr), baseline: Math.round(bwr), ratio: round(gwr / bwr), target: '(info)', pass: true });
@@ -438,7 +480,7 @@ export function suiteTable(r: SuiteResult): string {
   const w = header.map((_, i) => Math.max(...all.map((l) => l[i]!.length)));
   const fmtLine = (l: string[]): string => l.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ').trimEnd();
   const out = [fmtLine(header), w.map((n) => '-'.repeat(n)).join('  '), ...lines.map(fmtLine)];
-  out.push('', `medians of ${r.runs} run(s), ${r.durationMs / 1000} s each; ${r.pinned ? 'load generator on core 0, servers and backend on core 1' : 'not pinned'}; ${r.seconds} s in all`);
+  out.push('', `medians of ${r.runs} run(s), ${r.durationMs / 1000} s each (a request run: gate and relay both up, ${REQUEST_SLICES} alternating slices each, the median slice); ${r.pinned ? 'load generator on core 0, servers and backend on core 1' : 'not pinned'}; ${r.seconds} s in all`);
   out.push(`servers (gate, baselines, backend) run as: node ${serverNodeFlags(r.pinned ? '1' : null).join(' ')} (docs/operations.md, "Tuning node")`);
   for (const n of r.notes) out.push(`note: ${n}`);
   return out.join('\n');
