@@ -3,11 +3,10 @@
 // calls made one after another against the trivial backend on another core, the two clients
 // alternating `rounds` times. Usage (pinned to core 0 by the caller; the backend goes to core 1):
 //   taskset -c 0 node dist/bench/controlPlaneClients.js [calls=1000] [rounds=3]
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import got from 'got';
+import { spawnTrivialBackend } from '../lib/cli/bench/common.js';
 import { backendClient, type BackendEvent } from '../lib/streams/backend.js';
 
 const calls = Number(process.argv[2] ?? 1000);
@@ -43,15 +42,6 @@ function undiciClient(url: string): Client {
   };
 }
 
-async function startBackend(): Promise<{ url: string; stop: () => void }> {
-  const file = fileURLToPath(new URL('./trivialBackend.js', import.meta.url));
-  const child = spawn('taskset', ['-c', '1', process.execPath, file], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout!.once('data', (d: Buffer) => resolve({ url: (JSON.parse(d.toString()) as { url: string }).url, stop: () => child.kill('SIGTERM') }));
-  });
-}
-
 /** CPU µs of this process per call of `fn`, after a warm-up of a fifth as many. */
 async function perCall(fn: () => Promise<unknown>): Promise<number> {
   for (let i = 0; i < calls / 5; i++) await fn();
@@ -61,7 +51,8 @@ async function perCall(fn: () => Promise<unknown>): Promise<number> {
   return Math.round((u.user + u.system) / calls);
 }
 
-const backend = await startBackend();
+// On core 1 (this process is pinned to core 0 by the caller), ending with this process.
+const backend = await spawnTrivialBackend({ cpu: '1' });
 const batch: BackendEvent[] = Array.from({ length: 100 }, (_, i) => ({ type: 'online', playerId: `bench-${i}`, sessionId: randomUUID(), gateId: 'bench', at: Date.now() }));
 const hello = { token: 'tok', gateId: 'bench', sessionId: randomUUID(), remoteAddress: '127.0.0.1:1' };
 console.log(`${calls} calls a figure, ${rounds} rounds; /events body ${JSON.stringify(batch).length} bytes; CPU µs of the caller per call`);
@@ -76,5 +67,5 @@ try {
     }
   }
 } finally {
-  backend.stop();
+  await backend.stop();
 }

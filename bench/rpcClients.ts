@@ -2,23 +2,12 @@
 // keep-alive agent, no retries/redirects/decompression) against undici's Pool, on 64-byte
 // POSTs to a trivial local backend pinned to another core. Usage:
 //   node dist/bench/rpcClients.js [seconds=5] [concurrency=64]
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { createHistogram } from 'node:perf_hooks';
+import { spawnTrivialBackend } from '../lib/cli/bench/common.js';
 import { gotRpcClient, undiciRpcClient, type RpcClient } from '../lib/streams/rpcClient.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrency = Number(process.argv[3] ?? 64);
-
-async function startBackend(): Promise<{ url: string; stop: () => void }> {
-  const file = fileURLToPath(new URL('./trivialBackend.js', import.meta.url));
-  // Pin the backend to core 1 when taskset exists; this process is pinned to core 0 by the caller.
-  const child = spawn('taskset', ['-c', '1', process.execPath, file], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout!.once('data', (d: Buffer) => resolve({ url: (JSON.parse(d.toString()) as { url: string }).url, stop: () => child.kill('SIGTERM') }));
-  });
-}
 
 const call = (client: RpcClient, body: Buffer, headers: Record<string, string>) =>
   new Promise<{ status: number }>((resolve, reject) => {
@@ -52,7 +41,8 @@ async function measure(client: RpcClient): Promise<{ name: string; rate: number;
   return { name: client.name, rate: Math.round(done / s), p50: hist.percentile(50) / 1e6, p99: hist.percentile(99) / 1e6 };
 }
 
-const backend = await startBackend();
+// On core 1 (this process is pinned to core 0 by the caller), ending with this process.
+const backend = await spawnTrivialBackend({ cpu: '1' });
 try {
   const cfg = { baseUrl: backend.url, connections: concurrency, maxBody: 256 * 1024 };
   for (const make of [gotRpcClient, undiciRpcClient]) {
@@ -62,5 +52,5 @@ try {
     process.stdout.write(`${r.name.padEnd(8)} ${String(r.rate).padStart(7)} req/s   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   (concurrency ${concurrency}, ${seconds}s)\n`);
   }
 } finally {
-  backend.stop();
+  await backend.stop();
 }
