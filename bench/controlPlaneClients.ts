@@ -32,7 +32,7 @@ function gotClient(url: string): Client {
 }
 
 function undiciClient(url: string): Client {
-  const c = backendClient({ baseUrl: url, gateId: 'bench', timeoutMs: 5_000, retries: 2 });
+  const c = backendClient({ baseUrl: url, gateId: 'bench', policy: () => ({ timeoutMs: 5_000, retries: 2 }) });
   return {
     name: 'undici (shipped)',
     events: (batch) => c.postEvents(batch),

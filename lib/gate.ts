@@ -209,7 +209,7 @@ export class Gate {
       deps.backend !== undefined
         ? deps.backend
         : cfg.upstream
-          ? backendClient({ baseUrl: cfg.upstream, gateId: cfg.gateId, timeoutMs: cfg.upstreamTimeoutMs, retries: cfg.upstreamRetries })
+          ? backendClient({ baseUrl: cfg.upstream, gateId: cfg.gateId, policy: () => ({ timeoutMs: this.cfg.upstreamTimeoutMs, retries: this.cfg.upstreamRetries }) })
           : null;
     const poster = this.backend;
     this.clusterEvents =

@@ -18,7 +18,7 @@ const HELLO = { token: 'tok', gateId: 'g1', sessionId: 's-1', remoteAddress: '12
 async function setup(t: TestContext, handler: FakeHandler, o: { retries?: number; timeoutMs?: number } = {}): Promise<{ be: FakeBackend; client: BackendClient }> {
   const be = await startFakeBackend(handler);
   t.after(() => be.close());
-  const client = backendClient({ baseUrl: `${be.url}/api/`, gateId: 'g1', timeoutMs: o.timeoutMs ?? 5_000, retries: o.retries ?? 2 });
+  const client = backendClient({ baseUrl: `${be.url}/api/`, gateId: 'g1', policy: () => ({ timeoutMs: o.timeoutMs ?? 5_000, retries: o.retries ?? 2 }) });
   t.after(() => client.close());
   return { be, client };
 }
@@ -71,6 +71,18 @@ describe('backend client: control-plane calls over undici', () => {
     assert.equal(be.calls.length, 1);
   });
 
+  it('should take the timeout and retries in force at each call (a reload changes them)', async (t) => {
+    const be = await startFakeBackend(() => ({ hang: true }));
+    t.after(() => be.close());
+    const policy = { timeoutMs: 5_000, retries: 3 };
+    const client = backendClient({ baseUrl: be.url, gateId: 'g1', policy: () => policy });
+    t.after(() => client.close());
+    policy.timeoutMs = 250;
+    policy.retries = 0;
+    await assert.rejects(withTimeout(client.connect(HELLO), WAIT_MS, 'the /connect timeout after the change'), /timed out after 250ms/);
+    assert.equal(be.calls.length, 1);
+  });
+
   it('should cut off a reply over 64 KiB instead of buffering it', async (t) => {
     const { client } = await setup(t, () => ({ status: 200, body: { playerId: 'x'.repeat(100 * 1024) } }));
     await assert.rejects(withTimeout(client.connect(HELLO), WAIT_MS, 'the oversized reply'), /answered more than 65536 bytes/);
@@ -97,7 +109,7 @@ describe('backend client: control-plane calls over undici', () => {
         s.close(() => resolve(p));
       });
     });
-    const client = backendClient({ baseUrl: `http://127.0.0.1:${port}`, gateId: 'g1', timeoutMs: 5_000, retries: 1 });
+    const client = backendClient({ baseUrl: `http://127.0.0.1:${port}`, gateId: 'g1', policy: () => ({ timeoutMs: 5_000, retries: 1 }) });
     t.after(() => client.close());
     await assert.rejects(withTimeout(client.connect(HELLO), WAIT_MS, 'the refused /connect'), (e: unknown) => /ECONNREFUSED/.test(String((e as Error & { code?: string }).code ?? (e as Error).message)));
   });

@@ -38,11 +38,17 @@ export interface BackendClient {
   close(): void;
 }
 
+/** --upstream-timeout and --upstream-retries as they are now (a reload changes them). */
+export interface CallPolicy {
+  readonly timeoutMs: number;
+  readonly retries: number;
+}
+
 export interface BackendClientConfig {
   baseUrl: string;
   gateId: string;
-  timeoutMs: number;
-  retries: number;
+  /** Read at each call, so a reload applies to the calls made after it, as it does for /rpc. */
+  policy: () => CallPolicy;
 }
 
 /** Largest /connect, /events or /gates reply read: a backend that streams more is cut off, never buffered. */
@@ -68,7 +74,7 @@ const errCode = (e: unknown): string | undefined => {
   return err.code ?? err.cause?.code;
 };
 
-export function backendClient({ baseUrl, gateId, timeoutMs, retries }: BackendClientConfig): BackendClient {
+export function backendClient({ baseUrl, gateId, policy }: BackendClientConfig): BackendClient {
   const url = new URL(baseUrl);
   const prefix = url.pathname.replace(/\/+$/, '');
   // Per-call timeouts are an AbortSignal's (the whole call, as --upstream-timeout says), not undici's.
@@ -84,6 +90,7 @@ export function backendClient({ baseUrl, gateId, timeoutMs, retries }: BackendCl
    */
   async function call(method: 'POST' | 'PUT' | 'DELETE', path: string, body: string | undefined, headers: Record<string, string>, tries: number): Promise<{ status: number; text: string }> {
     const what = `${method} /${path}`;
+    const { timeoutMs } = policy();
     for (let attempt = 1; ; attempt++) {
       const again = attempt < tries;
       try {
@@ -107,7 +114,7 @@ export function backendClient({ baseUrl, gateId, timeoutMs, retries }: BackendCl
 
   return {
     async connect(body) {
-      const res = await call('POST', 'connect', JSON.stringify(body), { ...json, 'x-session-id': body.sessionId }, retries + 1);
+      const res = await call('POST', 'connect', JSON.stringify(body), { ...json, 'x-session-id': body.sessionId }, policy().retries + 1);
       if (res.status === 401 || res.status === 403) return { ok: false, reason: `backend refused the login (${res.status})` };
       if (res.status < 200 || res.status >= 300) return { ok: false, reason: `backend /connect answered ${res.status}` };
       let parsed: unknown;
@@ -123,7 +130,7 @@ export function backendClient({ baseUrl, gateId, timeoutMs, retries }: BackendCl
     // The event queue retries a batch itself (with its own backoff, in order): one try here.
     postEvents: (events) => send('POST', 'events', events, 1),
     putGate: (reg) => send('PUT', `gates/${encodeURIComponent(reg.gateId)}`, reg, 1),
-    deleteGate: (id) => send('DELETE', `gates/${encodeURIComponent(id)}`, undefined, retries + 1),
+    deleteGate: (id) => send('DELETE', `gates/${encodeURIComponent(id)}`, undefined, policy().retries + 1),
     close() {
       void pool.destroy();
     },
