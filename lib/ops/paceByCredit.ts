@@ -1,3 +1,4 @@
+import { Fifo } from '../fifo.js';
 import { Observable, Subscriber, type OperatorFunction } from 'rxjs';
 
 export interface PaceByCreditConfig<T> {
@@ -28,13 +29,12 @@ export function paceByCredit<T>(credit$: Observable<number>, { budget, size }: P
   if (!(budget > 0)) throw new TypeError('paceByCredit: budget must be > 0');
   return (source) =>
     new Observable<T>((subscriber) => {
-      const queue: T[] = []; // values waiting for room
-      let head = 0; // index of the next value to emit
+      const queue = new Fifo<T>(); // values waiting for room
       let out = 0; // units emitted and not yet credited back
       let sourceDone = false;
       const drain = (): void => {
-        while (head < queue.length) {
-          const v = queue[head]!;
+        while (queue.length > 0) {
+          const v = queue.peek()!;
           let n: number;
           try {
             n = size(v);
@@ -43,16 +43,12 @@ export function paceByCredit<T>(credit$: Observable<number>, { budget, size }: P
             return;
           }
           if (out > 0 && out + n > budget) break;
-          queue[head++] = undefined as T; // drop the reference once it is out
+          queue.shift();
           out += n;
           subscriber.next(v);
           if (subscriber.closed) return;
         }
-        if (head === queue.length) {
-          queue.length = 0;
-          head = 0;
-          if (sourceDone) subscriber.complete();
-        }
+        if (queue.length === 0 && sourceDone) subscriber.complete();
       };
       subscriber.add(
         credit$.subscribe({

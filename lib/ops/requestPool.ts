@@ -1,4 +1,5 @@
 import { Observable, Subscription, asyncScheduler, filter, map, mergeMap, type OperatorFunction, type SchedulerLike } from 'rxjs';
+import { Fifo } from '../fifo.js';
 import { groupByPlayer, type Settleable } from './groupByPlayer.js';
 import type { WorkerPool } from './workerPool.js';
 
@@ -174,14 +175,13 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
        */
       function runGroup(group$: Observable<Envelope<J>>): Observable<R> {
         return new Observable<R>((gs) => {
-          const waiting: Envelope<J>[] = [];
-          let head = 0;
+          const waiting = new Fifo<Envelope<J>>();
           let active = 0;
           let ended = false; // the group's source completed
           const inners = new Subscription();
           const drain = (): void => {
-            while (active < playerConcurrency && head < waiting.length) {
-              const env = waiting[head++]!;
+            while (active < playerConcurrency && waiting.length > 0) {
+              const env = waiting.shift()!;
               active++;
               let inner: Subscription | null = null;
               let finished = false;
@@ -196,19 +196,9 @@ export function requestPool<J, R>(cfg: RequestPoolConfig<J, R>): OperatorFunctio
               });
               if (!finished) inners.add(inner);
             }
-            if (head === waiting.length) {
-              waiting.length = 0;
-              head = 0;
-              blocked.delete(drain);
-            } else {
-              blocked.add(drain);
-              // A player that always has a backlog never empties the array: drop the started entries.
-              if (head > 64 && head * 2 > waiting.length) {
-                waiting.splice(0, head);
-                head = 0;
-              }
-            }
-            if (ended && active === 0 && head === waiting.length) gs.complete();
+            if (waiting.length === 0) blocked.delete(drain);
+            else blocked.add(drain);
+            if (ended && active === 0 && waiting.length === 0) gs.complete();
           };
           const source = group$.subscribe({
             next: (env) => {

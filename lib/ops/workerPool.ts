@@ -1,4 +1,5 @@
 import { Observable, tap, type MonoTypeOperatorFunction } from 'rxjs';
+import { Fifo } from '../fifo.js';
 
 export interface WorkerPoolConfig {
   /** Most sources subscribed at once through `lease()` (--workers). */
@@ -55,8 +56,7 @@ const checkConcurrency = (n: number): number => {
 export function workerPool(config: WorkerPoolConfig): WorkerPool {
   let concurrency = checkConcurrency(config.concurrency);
   let busy = 0; // workers held
-  const queue: Waiter[] = []; // FIFO of waiting subscribers, cancelled ones skipped lazily
-  let head = 0; // index of the oldest entry not yet taken (avoids O(n) shift)
+  const queue = new Fifo<Waiter>(); // waiting subscribers, cancelled ones skipped lazily
   let waiting = 0; // entries in queue not cancelled
 
   const release = (): void => {
@@ -66,17 +66,12 @@ export function workerPool(config: WorkerPoolConfig): WorkerPool {
 
   /** Starts waiters, oldest first, while workers are free. */
   const startWaiters = (): void => {
-    while (busy < concurrency && head < queue.length) {
-      const w = queue[head++]!;
+    while (busy < concurrency && queue.length > 0) {
+      const w = queue.shift()!;
       if (w.cancelled) continue;
       waiting--;
       busy++;
       w.start();
-    }
-    // Drop taken entries once they are most of the array, so it never grows past 2x waiting.
-    if (head > 64 && head * 2 > queue.length) {
-      queue.splice(0, head);
-      head = 0;
     }
   };
 
