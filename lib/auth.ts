@@ -13,11 +13,17 @@ export type Authenticator = (ctx: AuthContext) => Promise<AuthResult>;
 
 const MAX_PLAYER_ID = 128;
 
+/** An --api-key as the Authorization header that carries it (KeyRing's encoding for the API keys). */
+export const bearerHeader = (key: string): Buffer => Buffer.from(`Bearer ${key}`);
+
+/** A --jwt-secret as jose verifies with it (KeyRing's encoding for the secrets). */
+export const jwtKey = (secret: string): Uint8Array => new TextEncoder().encode(secret);
+
 /** The HELLO token check of §2.3, one function per `--auth` mode. */
 export interface AuthDeps {
   backend: BackendClient | null;
-  /** The HS256 secrets accepted now, the current one first (a reload rolls them: KeyRing). */
-  jwtSecrets: () => readonly (string | null)[];
+  /** The HS256 keys (`jwtKey` of each secret) accepted now, the current one first (a reload rolls them: KeyRing). */
+  jwtKeys: () => readonly (Uint8Array | null)[];
   gateId: string;
 }
 
@@ -45,16 +51,6 @@ export function authenticator(mode: AuthMode, deps: AuthDeps): Authenticator {
       };
     }
     case 'jwt': {
-      // Encoded once per secret, not per login.
-      const encoded = new Map<string, Uint8Array>();
-      const key = (s: string): Uint8Array => {
-        let k = encoded.get(s);
-        if (!k) {
-          if (encoded.size > 4) encoded.clear();
-          encoded.set(s, (k = new TextEncoder().encode(s)));
-        }
-        return k;
-      };
       // Loaded only by gates that verify JWTs (every other gate starts without it).
       const jose = import('jose');
       return async ({ token }) => {
@@ -62,10 +58,10 @@ export function authenticator(mode: AuthMode, deps: AuthDeps): Authenticator {
         const { jwtVerify } = await jose;
         let code = 'no --jwt-secret';
         // The previous secret (within --key-grace of a reload) is tried only when the signature did not match the current one.
-        for (const secret of deps.jwtSecrets()) {
-          if (secret === null) continue;
+        for (const key of deps.jwtKeys()) {
+          if (key === null) continue;
           try {
-            const { payload } = await jwtVerify(token, key(secret), { algorithms: ['HS256'] });
+            const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'] });
             if (typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > MAX_PLAYER_ID)
               return { ok: false, reason: 'JWT has no usable sub' };
             return { ok: true, playerId: payload.sub };

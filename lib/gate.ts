@@ -22,7 +22,7 @@ import {
   type SchedulerLike,
   type Subscriber,
 } from 'rxjs';
-import { authenticator, type Authenticator } from './auth.js';
+import { authenticator, bearerHeader, jwtKey, type Authenticator } from './auth.js';
 import type { GateConfig } from './config.js';
 import type { Connection, ConnectionLimits, Transport } from './connection.js';
 import { GatewayError, isGatewayError } from './errors.js';
@@ -117,8 +117,8 @@ export class Gate {
   /** The configuration as it changes; its first value is the one the gate started with. */
   readonly config$: Observable<GateConfig>;
   /** --api-key and --jwt-secret, with the previous one for --key-grace after a reload. */
-  readonly apiKeys: KeyRing;
-  readonly jwtSecrets: KeyRing;
+  readonly apiKeys: KeyRing<Buffer>;
+  readonly jwtSecrets: KeyRing<Uint8Array>;
   readonly metrics: Metrics;
   /**
    * --otlp: spans per REQUEST and per push API call. Null when tracing is off: then the request
@@ -181,8 +181,8 @@ export class Gate {
   constructor(cfg: GateConfig, deps: GateDeps) {
     this.current = cfg;
     this.config$ = deps.config$ ?? new BehaviorSubject(cfg);
-    this.apiKeys = new KeyRing(cfg.apiKey);
-    this.jwtSecrets = new KeyRing(cfg.jwtSecret);
+    this.apiKeys = new KeyRing(cfg.apiKey, Date.now, bearerHeader);
+    this.jwtSecrets = new KeyRing(cfg.jwtSecret, Date.now, jwtKey);
     this.limits = { maxFrame: cfg.maxFrame, outboundMax: cfg.outboundMax };
     this.rootLog = deps.logger;
     this.log = deps.logger.child({ gateId: cfg.gateId });
@@ -218,7 +218,7 @@ export class Gate {
             this.log.warn({ err: (err as Error).message }, 'backend /events failed (cluster stream); retrying'),
           )
         : null;
-    this.auth = authenticator(cfg.auth, { backend: this.backend, jwtSecrets: () => this.jwtSecrets.accepted(), gateId: cfg.gateId });
+    this.auth = authenticator(cfg.auth, { backend: this.backend, jwtKeys: () => this.jwtSecrets.keys(), gateId: cfg.gateId });
     this.admission = { open: 0, max: cfg.maxConnections, refused: 0 };
     this.handshakes = { pending: 0, max: cfg.maxHandshakes, refused: 0 };
     const backend = this.backend;

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
-import { authenticator } from '../lib/auth.js';
+import { authenticator, jwtKey } from '../lib/auth.js';
 import { LIVE_OPTIONS, OPTIONS, fieldOf, testConfig } from '../lib/config.js';
 import { KeyRing } from '../lib/keyRing.js';
 
@@ -51,8 +51,8 @@ describe('auth jwt over a rolled --jwt-secret', () => {
 
   it('should verify tokens of the previous secret within the grace, and not after', async () => {
     let now = 0;
-    const ring = new KeyRing('old-secret', () => now);
-    const auth = authenticator('jwt', { backend: null, jwtSecrets: () => ring.accepted(), gateId: 'g' });
+    const ring = new KeyRing('old-secret', () => now, jwtKey);
+    const auth = authenticator('jwt', { backend: null, jwtKeys: () => ring.keys(), gateId: 'g' });
     const old = await token('old-secret', 'p-old');
     assert.deepEqual(await auth(ctx(old)), { ok: true, playerId: 'p-old' });
     ring.roll('new-secret', 1_000);
