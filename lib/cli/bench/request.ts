@@ -2,7 +2,7 @@
 // keeps `inflight` outstanding) or open loop (`rate` requests/s in total, whatever the answers do).
 import { createHistogram } from 'node:perf_hooks';
 import { FrameType, frame, type Frame } from '../../frame.js';
-import { connectMany, cpuUs, latencyOf, MeasuredPhase, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
+import { connectMany, cpuUs, latencyOf, MeasuredPhase, median, progressLine, rssBytes, sleep, type BenchClient, type HostPort, type Latency, type Transport } from './common.js';
 
 export interface RequestRunOptions {
   transport: Transport;
@@ -257,11 +257,6 @@ export function requestRows(r: RequestResult): [string, string][] {
 export function mergeRuns(rs: readonly RequestResult[]): RequestResult {
   if (rs.length === 0) throw new Error('mergeRuns: no runs');
   const sum = (f: (r: RequestResult) => number): number => rs.reduce((n, r) => n + f(r), 0);
-  const mid = (xs: number[]): number => {
-    const v = [...xs].sort((a, b) => a - b);
-    const m = v.length >> 1;
-    return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-  };
   const errorCodes: Record<string, number> = {};
   for (const r of rs) for (const [k, v] of Object.entries(r.errorCodes)) errorCodes[k] = (errorCodes[k] ?? 0) + v;
   const verified = rs.every((r) => r.verify !== null);
@@ -271,7 +266,7 @@ export function mergeRuns(rs: readonly RequestResult[]): RequestResult {
     ...rs[0]!,
     seconds: sum((r) => r.seconds),
     requests: sum((r) => r.requests),
-    rate: mid(rs.map((r) => r.rate)),
+    rate: median(rs.map((r) => r.rate)),
     errors: sum((r) => r.errors),
     errorCodes,
     latencyMs: byRate[byRate.length >> 1]!.latencyMs,
@@ -286,6 +281,6 @@ export function mergeRuns(rs: readonly RequestResult[]): RequestResult {
       : null,
     skipped: sum((r) => r.skipped),
     serverRssMb: rs[rs.length - 1]!.serverRssMb,
-    serverCpuUsPerRequest: cpuKnown ? mid(rs.map((r) => r.serverCpuUsPerRequest!)) : null,
+    serverCpuUsPerRequest: cpuKnown ? median(rs.map((r) => r.serverCpuUsPerRequest!)) : null,
   };
 }

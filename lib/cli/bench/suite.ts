@@ -142,15 +142,16 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
         relay = await spawnBaselineRelay(backend.url, server);
         const runs = { gate: [] as RequestResult[], baseline: [] as RequestResult[] };
         const slice = Math.max(200, Math.round(o.durationMs / REQUEST_SLICES));
+        const closedLoop = (srv: { tcp: HostPort; ws: HostPort; pid: number | undefined }, durationMs: number): Promise<RequestResult> =>
+          runRequest({ ...reqOpts(transport === 'tcp' ? srv.tcp : srv.ws, srv.pid, 0, o.warmupMs, transport), durationMs });
         // Unmeasured first, a whole --duration each: a fresh gate takes seconds of traffic to
         // compile its hot path (1-second runs right after start: 365, 188, 106 µs per request).
-        for (const srv of [gate, relay]) await runRequest({ ...reqOpts(transport === 'tcp' ? srv.tcp : srv.ws, srv.pid, 0, o.warmupMs, transport), durationMs: o.durationMs });
+        for (const srv of [gate, relay]) await closedLoop(srv, o.durationMs);
         for (let k = 0; k < REQUEST_SLICES; k++) {
           const order = k % 2 === 0 ? (['gate', 'baseline'] as const) : (['baseline', 'gate'] as const);
           for (const which of order) {
             const srv = which === 'gate' ? gate : relay;
-            const r = await runRequest({ ...reqOpts(transport === 'tcp' ? srv.tcp : srv.ws, srv.pid, 0, o.warmupMs, transport), durationMs: slice });
-            runs[which].push(r);
+            runs[which].push(await closedLoop(srv, slice));
           }
         }
         const slices = (rs: RequestResult[]): { rate: number; cpuUs: number | null }[] => rs.map((r) => ({ rate: Math.round(r.rate), cpuUs: r.serverCpuUsPerRequest }));
